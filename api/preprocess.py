@@ -1,0 +1,45 @@
+"""Tweet normalisation shared by training and serving.
+
+Any change to the output of :func:`normalize_tweet` must bump ``PREPROCESSING_VERSION``: the version is
+recorded with every model and checked when an export is loaded.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+PREPROCESSING_VERSION = "1.0.0"
+
+MENTION_TOKEN = "@user"
+URL_TOKEN = "http"
+
+_URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# Twitter handles are 1-15 word characters; an e-mail address is not a mention.
+_MENTION_RE = re.compile(r"(?<![\w@])@\w{1,15}\b")
+# Three or more of the same character become three: "loooove" and "looove" look alike, "love" stays.
+_ELONGATION_RE = re.compile(r"(.)\1{3,}")
+_WHITESPACE_RE = re.compile(r"\s+")
+# Zero-width characters and BOMs split words invisibly; they carry no sentiment.
+_INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+
+
+def normalize_tweet(text: str) -> str:
+    """Normalise one tweet for every model.
+
+    Mentions and URLs become placeholders, HTML entities are decoded (twice, because Sentiment140 holds
+    some doubly escaped text), elongations are bounded to three repeats, invisible characters dropped and
+    whitespace folded. Case, punctuation, emoticons, emoji and negations are kept: they carry sentiment.
+
+    Args:
+        text: the raw tweet.
+
+    Returns:
+        The normalised text (possibly empty).
+    """
+    text = html.unescape(html.unescape(text))
+    text = _INVISIBLE_RE.sub("", text)
+    text = _URL_RE.sub(URL_TOKEN, text)
+    text = _MENTION_RE.sub(MENTION_TOKEN, text)
+    text = _ELONGATION_RE.sub(r"\1\1\1", text)
+    return _WHITESPACE_RE.sub(" ", text).strip()

@@ -1,0 +1,102 @@
+"""Settings of the Streamlit product: one object read from the environment, and the only reader of secrets.
+
+Every setting is an environment variable (documented in the README, section "Streamlit product"). The two
+secrets, ``APPLICATIONINSIGHTS_CONNECTION_STRING`` and ``MAINTAINER_SECRET``, are read here and nowhere else:
+from the environment first, then from ``st.secrets`` (``.streamlit/secrets.toml``, git-ignored). Placeholder
+values such as ``changethis`` are treated as unset, so a copied example file never unlocks anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONNECTION_STRING_KEY = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+MAINTAINER_SECRET_KEY = "MAINTAINER_SECRET"
+_PLACEHOLDERS = frozenset({"", "changethis", "changeme", "change-me", "secret", "password", "todo", "xxx"})
+# The Azure exporter's own self-diagnostics (statsbeat, control plane, SDK stats) call Microsoft endpoints;
+# they are off unless TELEMETRY_SDK_STATS is true, so only our events ever leave the machine.
+AZURE_SELF_DIAGNOSTICS_FLAGS = (
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
+)
+
+
+class AppSettings(BaseSettings):
+    """Non-secret settings of the Streamlit product (environment variables, case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    exports_dir: Path = Field(PROJECT_ROOT / "exports", validation_alias="EXPORTS_DIR")
+    default_model: str | None = Field(None, validation_alias="DEFAULT_MODEL")
+    feedback_db: Path = Field(PROJECT_ROOT / "feedback.db", validation_alias="FEEDBACK_DB")
+    mlflow_tracking_uri: str = Field(f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}", validation_alias="MLFLOW_TRACKING_URI")
+    runs_cache_ttl_s: int = Field(60, ge=0, validation_alias="RUNS_CACHE_TTL_S")
+    seed_runs: bool = Field(True, validation_alias="SEED_MLFLOW_RUNS")
+    telemetry_include_text: bool = Field(False, validation_alias="TELEMETRY_INCLUDE_TEXT")
+    telemetry_flush_interval_s: float = Field(30.0, gt=0, validation_alias="TELEMETRY_FLUSH_INTERVAL_S")
+    telemetry_batch_size: int = Field(50, ge=1, le=500, validation_alias="TELEMETRY_BATCH_SIZE")
+    telemetry_backoff_base_s: float = Field(10.0, gt=0, validation_alias="TELEMETRY_BACKOFF_BASE_S")
+    telemetry_backoff_max_s: float = Field(3600.0, gt=0, validation_alias="TELEMETRY_BACKOFF_MAX_S")
+    telemetry_timeout_s: float = Field(10.0, gt=0, validation_alias="TELEMETRY_TIMEOUT_S")
+    telemetry_sdk_stats: bool = Field(False, validation_alias="TELEMETRY_SDK_STATS")
+    alert_threshold: int = Field(3, ge=0, validation_alias="ALERT_THRESHOLD")
+    alert_window_minutes: int = Field(5, ge=1, validation_alias="ALERT_WINDOW_MINUTES")
+    maintainer_delay_s: float = Field(2.0, ge=0, validation_alias="MAINTAINER_FAILED_LOGIN_DELAY_S")
+    batch_max_rows: int = Field(10_000, ge=1, validation_alias="BATCH_MAX_ROWS")
+
+    @property
+    def runs_dir(self) -> Path:
+        """The exported MLflow run records (``exports/runs``)."""
+        return self.exports_dir / "runs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> AppSettings:
+    """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
+    return AppSettings()
+
+
+def _from_streamlit_secrets(key: str) -> str | None:
+    try:
+        import streamlit as st
+
+        if not st.secrets.load_if_toml_exists():
+            return None
+        value = st.secrets.get(key)
+    except Exception:  # a malformed secrets.toml must not take the app down
+        logger.warning("could not read %s from st.secrets", key, exc_info=True)
+        return None
+    return None if value is None else str(value)
+
+
+def _secret(key: str) -> str | None:
+    value = os.environ.get(key)
+    if value is None:
+        value = _from_streamlit_secrets(key)
+    if value is None:
+        return None
+    value = value.strip()
+    if value.lower() in _PLACEHOLDERS:
+        logger.warning("%s holds a placeholder value; it is treated as unset", key)
+        return None
+    return value
+
+
+def connection_string() -> str | None:
+    """The Application Insights connection string, or None (telemetry off)."""
+    return _secret(CONNECTION_STRING_KEY)
+
+
+def maintainer_secret() -> str | None:
+    """The maintainer page's secret, or None (the page stays locked)."""
+    return _secret(MAINTAINER_SECRET_KEY)

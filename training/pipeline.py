@@ -1,0 +1,147 @@
+"""Train every model family end to end: data → train → evaluate → log to MLflow → register → champion.
+
+    python -m training.pipeline                 # full run on the shared data
+    python -m training.pipeline --quick         # small samples, minutes
+    python -m training.pipeline --models tfidf-lr,minilm
+
+Each model is scored by ``training.evaluate.evaluate`` through its ONNX bundle (what is served) on the
+internal test split, the validation split and ``validation_random_4683.csv``. ``make export`` then copies
+the registered bundles to ``exports/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from api.predictor import load_predictor
+from training import config, register
+from training.bundle import classical_bundle, max_abs_diff, transformer_bundle
+from training.data import Dataset, Splits, load, load_splits, sample
+from training.evaluate import evaluate
+from training.tracking import file_hashes, log_model_run
+
+logger = logging.getLogger(__name__)
+
+ALL_MODELS = ["vader", "tfidf-lr", "tfidf-cnb", "tfidf-svm", "minilm"]
+PARITY_SAMPLE = 512
+
+
+def _evaluations(model, sets: dict[str, Dataset]) -> dict:
+    # Latency is measured once, on validation_random: it does not depend on the set.
+    return {name: (*evaluate(model, data, latency=name == config.VALIDATION_RANDOM_SET), data)
+            for name, data in sets.items()}
+
+
+def run_vader(sets: dict[str, Dataset], hashes: dict[str, str]) -> None:
+    from training.train_lexicon import VaderModel
+
+    log_model_run(name="vader", family="lexicon", params={"lexicon": "vaderSentiment 3.3.2",
+                                                          "mapping": "p_positive = (compound + 1) / 2"},
+                  evaluations=_evaluations(VaderModel(), sets), data_hashes=hashes)
+
+
+def run_classical(name: str, splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path) -> None:
+    from training import train_classical
+
+    spec = train_classical.SPECS[name]
+    result = train_classical.train(spec, splits.train, splits.validation)
+    bundle = work / "bundles" / name
+    classical_bundle(result.pipeline, bundle, name=name, display_name=spec.display_name)
+    served = load_predictor(bundle)
+    probe = sets[config.VALIDATION_RANDOM_SET].texts[:PARITY_SAMPLE]
+    parity = max_abs_diff(served.predict_proba(probe), train_classical.PipelineModel(result.pipeline).predict_proba(probe))
+    logger.info("%s: ONNX vs scikit-learn max |Δp| = %.2e", name, parity)
+    log_model_run(name=name, family="classical",
+                  params={**result.params, "train_rows": len(splits.train), "search": result.search},
+                  evaluations=_evaluations(served, sets), data_hashes=hashes, bundle=bundle,
+                  extra_metrics={"parity_max_abs_diff": parity, "fit_seconds": result.fit_seconds})
+
+
+def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path,
+                    args: argparse.Namespace) -> None:
+    import json
+
+    from training import train_transformer as tt
+
+    cfg = tt.TrainConfig(output_dir=str(args.minilm_dir or work / "minilm"), epochs=args.minilm_epochs,
+                         train_limit=args.minilm_limit, tiny=args.tiny, threads=args.threads)
+    train_set = sample(splits.train, cfg.train_limit, cfg.seed) if cfg.train_limit else splits.train
+    model_dir = tt.train(cfg, train_set, resume=True)
+    summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
+    history = json.loads((Path(cfg.output_dir) / "history.json").read_text())
+    bundle = work / "bundles" / "minilm"
+    transformer_bundle(model_dir, bundle, name="minilm", display_name="MiniLM-L6 fine-tuned (ONNX int8)",
+                       max_length=cfg.max_length)
+    served = load_predictor(bundle, variant="int8")
+    fp32 = load_predictor(bundle, variant="fp32")
+    validation_random = sets[config.VALIDATION_RANDOM_SET]
+    probe = validation_random.texts[:PARITY_SAMPLE]
+    parity = max_abs_diff(fp32.predict_proba(probe), tt.TorchClassifier.from_path(model_dir).predict_proba(probe))
+    fp32_metrics, _ = evaluate(fp32, validation_random, latency=True)
+    evaluations = _evaluations(served, sets)
+    int8_drop = fp32_metrics["accuracy"] - evaluations[config.VALIDATION_RANDOM_SET][0]["accuracy"]
+    logger.info("minilm: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", parity, int8_drop)
+    params = {**{k: v for k, v in summary["config"].items() if k != "output_dir"}, "train_rows": summary["train_rows"],
+              "steps": summary["steps"], "onnx_opset": 17, "quantization": "dynamic int8 (fused graph)"}
+    log_model_run(name="minilm", family="transformer", params=params, evaluations=evaluations, data_hashes=hashes,
+                  bundle=bundle, history=history,
+                  extra_metrics={"parity_max_abs_diff": parity, "train_seconds": summary["train_seconds"],
+                                 "fp32_validation_random_accuracy": fp32_metrics["accuracy"],
+                                 "fp32_validation_random_latency_p50_ms": fp32_metrics["latency_p50_ms"],
+                                 "fp32_validation_random_throughput_batch32": fp32_metrics["throughput_batch32"],
+                                 "int8_accuracy_drop": int8_drop})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="training data: a Kaggle CSV, generic CSV or 100k folder "
+                                                     "(default: SENTIMENT140_DIR)")
+    parser.add_argument("--validation-random", default=None, help="the random validation file (default: "
+                                                                  f"{config.VALIDATION_RANDOM_FILE} in SENTIMENT140_DIR)")
+    parser.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated subset of {ALL_MODELS}")
+    parser.add_argument("--quick", action="store_true", help="small samples: every family in minutes")
+    parser.add_argument("--tiny", action="store_true", help="a tiny randomly initialised BERT (tests, smoke runs)")
+    parser.add_argument("--minilm-epochs", type=float, default=1.0)
+    parser.add_argument("--minilm-limit", type=int, default=0, help="train MiniLM on this many tweets (0: all)")
+    parser.add_argument("--minilm-dir", default=None, help="training folder (checkpoints; resumed when present)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work-dir", default=None, help="scratch folder (default: artifacts/)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(models) - set(ALL_MODELS)
+    if unknown:
+        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {ALL_MODELS}")
+    data_path = Path(args.data) if args.data else config.data_dir()
+    random_path = Path(args.validation_random) if args.validation_random else (
+        config.data_dir() / config.VALIDATION_RANDOM_FILE)
+    try:
+        splits = load_splits(data_path)
+        validation_random = load(random_path)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from error
+    work = Path(args.work_dir) if args.work_dir else config.artifacts_dir()
+    if args.quick:
+        work = work / "quick"
+        splits = Splits(sample(splits.train, 20_000), sample(splits.validation, 1_000), sample(splits.test, 1_000))
+        validation_random = sample(validation_random, 1_000)
+        args.minilm_limit = args.minilm_limit or 1_500
+    sets = {config.TEST_SET: splits.test, "validation": splits.validation,
+            config.VALIDATION_RANDOM_SET: validation_random}
+    hashes = file_hashes([data_path, random_path])
+    for name in models:
+        logger.info("=== %s ===", name)
+        if name == "vader":
+            run_vader(sets, hashes)
+        elif name == "minilm":
+            run_transformer(splits, sets, hashes, work, args)
+        else:
+            run_classical(name, splits, sets, hashes, work)
+    register.promote_champion()
+
+
+if __name__ == "__main__":
+    main()

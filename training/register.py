@@ -1,0 +1,58 @@
+"""Registry aliases: each model name points at its latest version; ``champion`` at the best one.
+
+The champion is the registered version with the highest accuracy on ``validation_random_4683.csv`` (the
+honest in-domain set: a random sample of the full 1.6M file, disjoint from the training data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mlflow.tracking import MlflowClient
+
+from training import config
+from training.tracking import setup
+
+logger = logging.getLogger(__name__)
+
+CHAMPION_METRIC = f"{config.VALIDATION_RANDOM_SET}_accuracy"
+
+
+def aliased_versions(client: MlflowClient) -> dict[str, object]:
+    """Model name alias → model version, for every alias except ``champion``."""
+    model = client.get_registered_model(config.REGISTERED_MODEL)
+    return {alias: client.get_model_version(config.REGISTERED_MODEL, version)
+            for alias, version in model.aliases.items() if alias != config.CHAMPION_ALIAS}
+
+
+def promote_champion() -> str | None:
+    """Point ``champion`` at the best model among the versions that carry a model-name alias."""
+    setup()
+    client = MlflowClient()
+    try:
+        candidates = aliased_versions(client)
+    except Exception as error:  # noqa: BLE001 - an empty registry has no registered model yet
+        logger.warning("no registered model to promote (%s)", error)
+        return None
+    scored = []
+    for alias, version in candidates.items():
+        metric = client.get_run(version.run_id).data.metrics.get(CHAMPION_METRIC)
+        if metric is not None:
+            scored.append((metric, alias, version.version))
+    if not scored:
+        return None
+    metric, alias, version = max(scored)
+    client.set_registered_model_alias(config.REGISTERED_MODEL, config.CHAMPION_ALIAS, version)
+    logger.info("champion: %s version %s (%s = %.4f)", alias, version, CHAMPION_METRIC, metric)
+    return version
+
+
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    promote_champion()
+
+
+if __name__ == "__main__":
+    main()
