@@ -1,7 +1,9 @@
 """Tweet normalisation shared by training and serving.
 
 Any change to the output of :func:`normalize_tweet` must bump ``PREPROCESSING_VERSION``: the version is
-recorded with every model and checked when an export is loaded.
+recorded with every model and checked when an export is loaded. A minor bump marks a change that models
+trained with the previous minor version tolerate (a rare case normalised differently); a major bump
+makes older exports refuse to load until they are re-trained.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import html
 import re
 
-PREPROCESSING_VERSION = "1.0.0"
+PREPROCESSING_VERSION = "1.1.0"
 
 MENTION_TOKEN = "@user"
 URL_TOKEN = "http"
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-# Twitter handles are 1-15 word characters; an e-mail address is not a mention.
-_MENTION_RE = re.compile(r"(?<![\w@])@\w{1,15}\b")
+# An e-mail address is not a mention (the "@" follows a word character). Old handles exceed 15 characters.
+_MENTION_RE = re.compile(r"(?<![\w@])@\w+")
 # Three or more of the same character become three: "loooove" and "looove" look alike, "love" stays.
 _ELONGATION_RE = re.compile(r"(.)\1{3,}")
 _WHITESPACE_RE = re.compile(r"\s+")

@@ -130,6 +130,9 @@ def load_model(uri: str) -> ProbabilisticModel:
         from api.predictor import load_predictor
 
         return load_predictor(uri)
+    if ":/" not in uri:
+        raise FileNotFoundError(f"{uri} is neither an export folder nor an MLflow model URI "
+                                "(models:/tweet-sentiment@champion, runs:/<run_id>/model); run `make export`")
     from training.tracking import load_mlflow_model
 
     return load_mlflow_model(uri)
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         data = load(data_path)
         model = load_model(args.model)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except Exception as error:  # noqa: BLE001 - any load failure is reported as one clear line
         raise SystemExit(f"error: {error}") from error
     metrics, artifacts = evaluate(model, data, latency=not args.no_latency)
     report = {"model": args.model, "data": str(data_path), "rows": len(data), "counts": data.counts,

@@ -66,9 +66,12 @@ def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, 
     from training import train_transformer as tt
 
     cfg = tt.TrainConfig(output_dir=str(args.minilm_dir or work / "minilm"), epochs=args.minilm_epochs,
-                         train_limit=args.minilm_limit, tiny=args.tiny, threads=args.threads)
+                         train_limit=args.minilm_limit, tiny=args.tiny, threads=args.threads,
+                         log_every=args.log_every)
     train_set = sample(splits.train, cfg.train_limit, cfg.seed) if cfg.train_limit else splits.train
     model_dir = tt.train(cfg, train_set, resume=True)
+    if model_dir is None:
+        raise SystemExit(f"MiniLM training paused; run the same command again to resume from {cfg.output_dir}")
     summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
     history = json.loads((Path(cfg.output_dir) / "history.json").read_text())
     bundle = work / "bundles" / "minilm"
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minilm-limit", type=int, default=0, help="train MiniLM on this many tweets (0: all)")
     parser.add_argument("--minilm-dir", default=None, help="training folder (checkpoints; resumed when present)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--log-every", type=int, default=20, help="training-loss logging interval (steps)")
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: artifacts/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -70,6 +70,11 @@ class TrainConfig:
     seed: int = config.SEED
     train_limit: int = 0
     tiny: bool = False
+    stop_after: int = 0  # stop (with a checkpoint) after this many steps in this session; 0 = run to the end
+
+
+# Settings that do not change the trained model.
+_RUN_ONLY_FIELDS = {"output_dir", "threads", "checkpoint_every", "log_every", "stop_after"}
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +147,8 @@ def _atomic_save(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path:
-    """Fine-tune and save the model; return ``<output_dir>/model``.
+def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | None:
+    """Fine-tune and save the model; return ``<output_dir>/model`` (None when stopped by ``stop_after``).
 
     Args:
         cfg: hyper-parameters and paths.
@@ -151,13 +156,18 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path:
         resume: continue from ``<output_dir>/checkpoint.pt`` when it exists.
 
     Returns:
-        The folder of the saved model and tokenizer.
+        The folder of the saved model and tokenizer, or None when ``cfg.stop_after`` paused the run.
     """
     out = Path(cfg.output_dir)
     model_dir = out / "model"
     summary_path = out / "summary.json"
     if summary_path.exists() and json.loads(summary_path.read_text()).get("completed"):
-        logger.info("%s already holds a finished run; nothing to do", out)
+        done = json.loads(summary_path.read_text())["config"]
+        differs = {k: (done.get(k), v) for k, v in asdict(cfg).items()
+                   if k not in _RUN_ONLY_FIELDS and k != "base_model" and done.get(k) != v}
+        if differs:
+            raise SystemExit(f"{out} holds a finished run with other settings {differs}: choose another --output-dir")
+        logger.info("%s already holds a finished run with these settings; nothing to do", out)
         return model_dir
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists() and not resume:
@@ -202,7 +212,7 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path:
 
     model.train()
     running, seen = 0.0, 0
-    session_start = time.perf_counter()
+    session_start, session_first_step = time.perf_counter(), step
     progress = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="step", dynamic_ncols=True,
                     mininterval=1.0 if sys.stderr.isatty() else 30.0)
     while step < total_steps:
@@ -229,11 +239,16 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path:
                                 "learning_rate": scheduler.get_last_lr()[0]})
                 progress.set_postfix(loss=f"{running / seen:.4f}")
                 running, seen = 0.0, 0
-            if step % cfg.checkpoint_every == 0 and step < total_steps:
+            paused = bool(cfg.stop_after) and step - session_first_step >= cfg.stop_after and step < total_steps
+            if (step % cfg.checkpoint_every == 0 and step < total_steps) or paused:
                 _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                               "step": step, "history": history,
                               "elapsed": elapsed + time.perf_counter() - session_start}, checkpoint_path)
+            if paused:
+                progress.close()
+                logger.info("stopped at step %d/%d; continue with --resume", step, total_steps)
+                return None
     progress.close()
     elapsed += time.perf_counter() - session_start
 
