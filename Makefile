@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 API_PORT ?= 8000
 
-.PHONY: help venv install-api install-app install-train install-dev install run serve test lint \
+.PHONY: help venv install-api install-app install-train install-dev install run serve test lint lock \
         train train-quick train-transformer evaluate export mlflow-ui mlflow-server bench docker-test clean
 
 help:
@@ -76,6 +76,15 @@ bench: install-dev ## benchmarks, side by side in one run; results under results
 
 docker-test: ## build and run both images for real (skips where Docker cannot run)
 	bash docker/test.sh
+
+# Re-lock every group against one resolution of all extras, so shared packages get one version everywhere.
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+        --quiet --no-strip-extras --custom-compile-command "make lock"
+lock: $(PY) ## regenerate requirements/*.txt from pyproject.toml
+	$(PIP) install uv==0.13.9
+	$(LOCK) --all-extras -o requirements/.all.txt
+	for group in api app train dev; do $(LOCK) --extra $$group -c requirements/.all.txt -o requirements/$$group.txt; done
+	rm requirements/.all.txt
 
 clean:
 	rm -rf .pytest_cache .ruff_cache artifacts/tmp

@@ -69,7 +69,7 @@ def classical_bundle(pipeline: Pipeline, folder: Path, *, name: str, display_nam
 
 
 def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name: str, max_length: int,
-                       keep_fp32: bool = True) -> dict[str, Any]:
+                       preprocessing_version: str = PREPROCESSING_VERSION, keep_fp32: bool = True) -> dict[str, Any]:
     """Export a fine-tuned BERT classifier to ONNX, fuse attention, quantise to int8, write its bundle.
 
     Args:
@@ -77,6 +77,7 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
         folder: the bundle folder (replaced).
         name: export name; display_name: human name.
         max_length: truncation length used in training.
+        preprocessing_version: the normalisation version the model was trained with.
         keep_fp32: keep the fp32 ONNX beside the int8 one (parity checks need it).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -100,8 +101,14 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
     fused.save_model_to_file(str(folder / FP32_FILE))
     raw.unlink()
     # Shape inference of the fused graph fails without a default tensor type (measured with onnxruntime 1.2x).
-    quantize_dynamic(folder / FP32_FILE, folder / INT8_FILE, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor on the root logger
+    try:
+        quantize_dynamic(folder / FP32_FILE, folder / INT8_FILE, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
     tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
     logger.info("%s exported, fused and quantised in %.1f s", name, time.perf_counter() - started)
     if not keep_fp32:
@@ -109,7 +116,7 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
     variants = {"int8": INT8_FILE} | ({"fp32": FP32_FILE} if keep_fp32 else {})
     return write_metadata(folder, {"name": name, "display_name": display_name, "family": "transformer",
                                    "variants": variants, "default_variant": "int8", "max_length": max_length,
-                                   "tokenizer": TOKENIZER_FILE,
+                                   "tokenizer": TOKENIZER_FILE, "preprocessing_version": preprocessing_version,
                                    "fused_ops": _count_ops(folder / FP32_FILE) if keep_fp32 else {}})
 
 

@@ -76,7 +76,7 @@ def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, 
     history = json.loads((Path(cfg.output_dir) / "history.json").read_text())
     bundle = work / "bundles" / "minilm"
     transformer_bundle(model_dir, bundle, name="minilm", display_name="MiniLM-L6 fine-tuned (ONNX int8)",
-                       max_length=cfg.max_length)
+                       max_length=cfg.max_length, preprocessing_version=summary["preprocessing_version"])
     served = load_predictor(bundle, variant="int8")
     fp32 = load_predictor(bundle, variant="fp32")
     validation_random = sets[config.VALIDATION_RANDOM_SET]
@@ -89,7 +89,7 @@ def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, 
     params = {**{k: v for k, v in summary["config"].items() if k != "output_dir"}, "train_rows": summary["train_rows"],
               "steps": summary["steps"], "onnx_opset": 17, "quantization": "dynamic int8 (fused graph)"}
     log_model_run(name="minilm", family="transformer", params=params, evaluations=evaluations, data_hashes=hashes,
-                  bundle=bundle, history=history,
+                  bundle=bundle, history=history, tags={"preprocessing_version": summary["preprocessing_version"]},
                   extra_metrics={"parity_max_abs_diff": parity, "train_seconds": summary["train_seconds"],
                                  "fp32_validation_random_accuracy": fp32_metrics["accuracy"],
                                  "fp32_validation_random_latency_p50_ms": fp32_metrics["latency_p50_ms"],
