@@ -57,6 +57,8 @@ class Predictor:
 class TransformerPredictor(Predictor):
     """A BERT-family classifier exported to ONNX, tokenised by the Rust ``tokenizers`` library."""
 
+    CHUNK = 32
+
     def __init__(self, folder: Path, meta: dict[str, Any], variant: str, threads: int = 2) -> None:
         super().__init__(folder, meta, variant)
         self.max_length = int(meta["max_length"])
@@ -70,6 +72,17 @@ class TransformerPredictor(Predictor):
         if len(texts) == 0:
             return np.empty((0, 2), dtype=np.float32)
         encodings = self.tokenizer.encode_batch([normalize_tweet(t) for t in texts])
+        if len(encodings) <= self.CHUNK:
+            return self._run(encodings)
+        # Large inputs run in length-sorted chunks: each chunk pads only to its own longest tweet.
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        out = np.empty((len(encodings), 2), dtype=np.float32)
+        for start in range(0, len(order), self.CHUNK):
+            index = order[start : start + self.CHUNK]
+            out[index] = self._run([encodings[i] for i in index])
+        return out
+
+    def _run(self, encodings: list) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), dtype=np.int64)
         mask = np.zeros_like(ids)
