@@ -33,7 +33,8 @@ def test_default_store_is_the_project_sqlite(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_run_logs_metrics_tags_and_artifacts(mlflow_store: str, tmp_path: Path) -> None:
-    run = mlflow.MlflowClient().get_run(_log_baseline(tmp_path))
+    run_id = _log_baseline(tmp_path)  # before the client: logging points MLflow at the store
+    run = mlflow.MlflowClient().get_run(run_id)
     assert run.data.metrics["test_accuracy"] > 0.5
     assert run.data.tags["model_family"] == "lexicon" and run.data.tags["data_sha256.d.csv"] == "x"
     paths = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "eval/test")}

@@ -1,0 +1,173 @@
+"""Micro-batching: concurrent requests share model calls, results stay in order and equal unbatched ones."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from api.batching import MicroBatcher
+
+
+class FakeModel:
+    """P(positive) = a number derived from the text, so every answer can be checked; records call sizes."""
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.delay_s = delay_s
+        self.fail = fail
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise ValueError("model exploded")
+        positive = np.array([(len(t) % 10) / 10 for t in texts], dtype=np.float32)
+        return np.stack([1 - positive, positive], axis=1)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_one_call() -> None:
+    model = FakeModel()
+    batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=5)
+    texts = [f"tweet {'x' * i}" for i in range(10)]
+
+    async def scenario():
+        results = await asyncio.gather(*(batcher.predict([t]) for t in texts))
+        await batcher.aclose()
+        return results
+
+    results = run(scenario())
+    assert model.calls == [10]
+    np.testing.assert_allclose(np.concatenate(results), model(texts))
+
+
+def test_results_keep_request_order_across_many_batches() -> None:
+    model = FakeModel(delay_s=0.01)
+    batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=2)
+    texts = [f"t{'y' * (i % 7)}{i}" for i in range(30)]
+
+    async def scenario():
+        results = await asyncio.gather(*(batcher.predict([t]) for t in texts))
+        await batcher.aclose()
+        return results
+
+    results = run(scenario())
+    assert max(model.calls) <= 4 and sum(model.calls) == 30
+    np.testing.assert_allclose(np.concatenate(results), model(texts))
+
+
+def test_batch_request_is_split_into_chunks() -> None:
+    model = FakeModel()
+    batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0)
+    texts = [f"text number {i}" for i in range(21)]
+
+    async def scenario():
+        result = await batcher.predict(texts)
+        await batcher.aclose()
+        return result
+
+    result = run(scenario())
+    assert model.calls == [8, 8, 5]
+    np.testing.assert_allclose(result, model(texts))
+
+
+def test_a_lone_client_is_not_delayed() -> None:
+    """Sequential requests (recent batches of one) never wait for a batch to fill."""
+    batcher = MicroBatcher(FakeModel(), max_batch_size=32, max_wait_ms=500)
+
+    async def scenario() -> float:
+        started = time.perf_counter()
+        for _ in range(5):
+            await batcher.predict(["alone"])
+        await batcher.aclose()
+        return time.perf_counter() - started
+
+    assert run(scenario()) < 0.4  # five waits of 500 ms would take 2.5 s
+
+
+def test_waits_for_stragglers_under_load() -> None:
+    """After batches of several requests, the worker waits (bounded) so late arrivals join the next batch."""
+    model = FakeModel(delay_s=0.02)
+    batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=50)
+
+    async def client(i: int) -> None:
+        for _ in range(4):
+            await batcher.predict([f"client {i}"])
+            await asyncio.sleep(0.002 * (i % 4))  # clients come back at slightly different times
+
+    async def scenario() -> None:
+        await asyncio.gather(*(client(i) for i in range(8)))
+        await batcher.aclose()
+
+    run(scenario())
+    # 32 requests; without the adaptive wait, staggered returns split them into many small calls.
+    assert sum(model.calls) == 32
+    assert len(model.calls) <= 5  # 4 full batches of 8; without waiting: 7 calls of 8, 2, 6, 2, ...
+
+
+def test_model_error_reaches_every_waiting_request() -> None:
+    batcher = MicroBatcher(FakeModel(fail=True), max_batch_size=8, max_wait_ms=1)
+
+    async def scenario():
+        results = await asyncio.gather(*(batcher.predict([str(i)]) for i in range(3)), return_exceptions=True)
+        await batcher.aclose()
+        return results
+
+    results = run(scenario())
+    assert all(isinstance(r, ValueError) for r in results)
+
+
+def test_cancelled_request_is_skipped() -> None:
+    model = FakeModel(delay_s=0.05)
+    batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0)
+
+    async def scenario():
+        first = asyncio.create_task(batcher.predict(["first"]))
+        await asyncio.sleep(0.01)  # the first call is running; the next two queue up
+        doomed = asyncio.create_task(batcher.predict(["gone"]))
+        kept = asyncio.create_task(batcher.predict(["kept"]))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        await asyncio.gather(first, kept)
+        await batcher.aclose()
+
+    run(scenario())
+    assert model.calls == [1, 1]
+
+
+def test_works_across_event_loops() -> None:
+    """A new event loop (a new test client, a restarted host) gets a new worker."""
+    model = FakeModel()
+    batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0)
+    for _ in range(2):
+        assert run(batcher.predict(["again"])).shape == (1, 2)
+    assert model.calls == [1, 1]
+
+
+def test_empty_input_and_bad_size() -> None:
+    batcher = MicroBatcher(FakeModel(), max_batch_size=4)
+    assert run(batcher.predict([])).shape == (0, 2)
+    with pytest.raises(ValueError):
+        MicroBatcher(FakeModel(), max_batch_size=0)
+
+
+def test_restarts_after_close() -> None:
+    """A host may run the app's lifespan (start, then aclose) several times; predictions keep working."""
+    model = FakeModel()
+    batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            assert (await batcher.predict(["again"])).shape == (1, 2)
+            await batcher.aclose()
+
+    run(scenario())
+    assert model.calls == [1, 1, 1]

@@ -1,0 +1,78 @@
+"""The command line: list models, predict texts, score a CSV into another CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from api.cli import main, score_csv
+
+
+def test_models(exports_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--exports-dir", str(exports_dir), "models"]) == 0
+    names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["tiny-bert", "tiny-lr"]
+
+
+def test_predict_uses_the_default_or_the_named_model(exports_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEFAULT_MODEL", raising=False)
+    assert main(["--exports-dir", str(exports_dir), "predict", "love great happy", "worst awful angry 😠"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["model"] for line in lines] == ["tiny-bert", "tiny-bert"]  # the champion
+    assert main(["--exports-dir", str(exports_dir), "predict", "--model", "tiny-lr", "love great happy",
+                 "worst awful angry 😠"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == ["positive", "negative"]
+    assert lines[1]["text"] == "worst awful angry 😠"
+    assert sum(lines[0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def test_unknown_model_is_an_error_not_a_traceback(exports_dir: Path) -> None:
+    assert main(["--exports-dir", str(exports_dir), "predict", "--model", "nope", "hi"]) == 1
+    assert main(["--exports-dir", str(exports_dir / "missing"), "predict", "hi"]) == 1
+
+
+def test_score_csv_with_header(exports_dir: Path, tmp_path: Path, predictors) -> None:
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    rows = [["id", "text"], ["1", "love great happy"], ["2", "worst, awful \"angry\"\nday"], ["3", "   "],
+            ["4", "😀 émoji"]]
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    code = main(["--exports-dir", str(exports_dir), "score", str(source), str(target), "--model", "tiny-lr",
+                 "--batch-size", "2", "--no-progress"])
+    assert code == 0
+    with target.open(newline="", encoding="utf-8") as handle:
+        out = list(csv.reader(handle))
+    assert out[0] == ["id", "text", "predicted_label", "p_negative", "p_positive"]
+    assert [row[:2] for row in out[1:]] == [row for row in rows[1:]]
+    assert out[1][2] == "positive" and out[2][2] == "negative"
+    assert out[3][2:] == ["", "", ""]  # no text, no prediction
+    expected = predictors["tiny-lr"].predict_proba(["love great happy"])[0, 1]
+    assert float(out[1][4]) == pytest.approx(float(expected), abs=1e-5)
+    assert not (tmp_path / "out.csv.partial").exists()
+
+
+def test_score_csv_without_header_by_index(predictors, tmp_path: Path) -> None:
+    """Sentiment140's raw layout: no header, text in column 5, latin-1."""
+    source, target = tmp_path / "raw.csv", tmp_path / "scored.csv"
+    source.write_bytes('"0","1","date","NO_QUERY","user","caf\xe9 was awful"\n'.encode("latin-1")
+                       + b'"4","2","date","NO_QUERY","user2","great crew"\n')
+    counts = score_csv(predictors["tiny-lr"], source, target, text_column="5", header=False, encoding="latin-1",
+                       progress=False)
+    assert counts == {"rows": 2, "scored": 2, "empty": 0}
+    with target.open(newline="", encoding="utf-8") as handle:
+        out = list(csv.reader(handle))
+    assert out[0][:6] == [f"column_{i}" for i in range(6)] and out[0][6:] == ["predicted_label", "p_negative",
+                                                                              "p_positive"]
+    assert out[1][5] == "café was awful"
+
+
+def test_score_csv_missing_column(exports_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,body\n1,hello\n")
+    assert main(["--exports-dir", str(exports_dir), "score", str(source), str(tmp_path / "o.csv"),
+                 "--no-progress"]) == 1

@@ -1,0 +1,287 @@
+"""Every page through ``streamlit.testing.v1.AppTest``, with fake models (and one real tiny export)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from api.registry import ModelRegistry
+from api.settings import Settings as ApiSettings
+from app import services
+from app.feedback import FeedbackFilter, FeedbackStore
+from app.settings import get_settings
+from tests.app.conftest import FakePredictor, build_classical_export, write_metadata, write_run_records
+from tests.app.fake_ingestion import FakeIngestion
+
+MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
+PAGES = sorted(p.name for p in MAIN.parent.joinpath("pages").glob("*.py"))
+SECRET = "a-maintainer-secret-for-tests"
+TIMEOUT = 60
+ALL_ROWS = FeedbackFilter(verdict=None)
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+
+
+def open_page(page: str) -> AppTest:
+    at = new_app().run()
+    at.switch_page(f"pages/{page}").run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def fakes(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, FakePredictor]:
+    """Two fake models served through the real registry (metadata-only export folders)."""
+    models = {"fake-lexicon": FakePredictor("fake-lexicon", aliases=("champion",)),
+              "fake-other": FakePredictor("fake-other", version="2", aliases=())}
+    root = app_env / "fake-exports"
+    for name in models:
+        (root / name).mkdir(parents=True)
+        write_metadata(root / name, name=name, family="classical", variants={"onnx": "model.onnx"},
+                       default_variant="onnx")
+
+    def build(settings: object) -> ModelRegistry:
+        return ModelRegistry(ApiSettings(exports_dir=root, warmup=False),
+                             loader=lambda folder, threads=None: models[Path(folder).name])
+
+    monkeypatch.setattr(services, "build_registry", build)
+    return models
+
+
+def store() -> FeedbackStore:
+    return FeedbackStore(get_settings().feedback_db)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def predict(at: AppTest, text: str) -> AppTest:
+    at.text_area(key="tweet_text").input(text)
+    return at.button(key="predict").click().run()
+
+
+# -- navigation ------------------------------------------------------------------------------------------------
+def test_default_page_is_predict_and_every_page_file_is_registered(fakes: dict) -> None:
+    at = new_app().run()
+    assert not at.exception
+    assert at.title[0].value == "Tweet sentiment"
+    assert PAGES == ["about.py", "compare.py", "predict.py", "review.py"]
+    titles = {}
+    for page in PAGES:  # switch_page refuses a file that st.navigation does not register
+        at.switch_page(f"pages/{page}").run()
+        assert not at.exception, (page, at.exception)
+        titles[page] = at.title[0].value
+    assert titles == {"about.py": "About", "compare.py": "Compare models", "predict.py": "Tweet sentiment",
+                      "review.py": "Review feedback"}
+
+
+# -- prediction page ---------------------------------------------------------------------------------------------
+def test_predict_shows_label_probabilities_and_the_tweet_as_plain_text(fakes: dict) -> None:
+    at = predict(new_app().run(), "I love this **great** crew <script>x</script>")
+    assert not at.exception
+    assert at.metric[0].value == "Positive"
+    assert captions(at)[0] == "45 / 280 characters"
+    assert any("fake-lexicon v7" in c for c in captions(at))
+    assert [t.value for t in at.text] == ["I love this **great** crew <script>x</script>"]
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.feedback) == 1 and at.feedback[0].value is None
+    assert all("<script>" not in m.value for m in at.markdown)
+
+
+def test_model_picker_defaults_to_the_champion(fakes: dict) -> None:
+    at = new_app().run()
+    picker = at.selectbox(key="model_name")
+    assert picker.value == "fake-lexicon" and picker.options == ["fake-lexicon (champion)", "fake-other"]
+    picker.set_value("fake-other")
+    at = predict(at, "worst flight, lost my bag")
+    assert at.metric[0].value == "Negative" and any("fake-other v2" in c for c in captions(at))
+
+
+@pytest.mark.parametrize("text, message", [("   ", "empty"), ("x" * 281, "281 characters")])
+def test_empty_or_overlong_input_gets_a_clear_message(fakes: dict, text: str, message: str) -> None:
+    at = predict(new_app().run(), text)
+    assert message in at.warning[0].value
+    if len(text) > 280:
+        assert "1 too many" in captions(at)[0]
+    assert not at.metric and not at.feedback
+    assert sum(m.calls for m in fakes.values()) == 0
+
+
+def test_example_tweet_fills_the_text_area(fakes: dict) -> None:
+    at = new_app().run()
+    example = at.selectbox(key="example").options[0]
+    at.selectbox(key="example").set_value(example).run()
+    assert at.text_area(key="tweet_text").value == example
+
+
+def test_thumbs_writes_one_row_and_a_second_click_updates_it(fakes: dict) -> None:
+    at = predict(new_app().run(), "I love this great crew")
+    at.feedback[0].set_value(0).run()  # thumbs down
+    assert not at.exception
+    assert "misclassified" in at.toast[0].value
+    rows = store().list(ALL_ROWS)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["verdict"], row["predicted_label"], row["true_label"], row["model_name"], row["model_version"]) == (
+        "down", "positive", "negative", "fake-lexicon", "7")
+    assert row["text"] == "I love this great crew" and row["telemetry_state"] == "pending"
+    at.feedback[0].set_value(1).run()  # changed mind: thumbs up on the same prediction
+    rows = store().list(ALL_ROWS)
+    assert len(rows) == 1 and (rows[0]["id"], rows[0]["verdict"], rows[0]["revision"]) == (row["id"], "up", 2)
+    at = predict(at, "worst trip")  # a new prediction is a new row
+    at.feedback[0].set_value(0).run()
+    assert len(store().list(ALL_ROWS)) == 2
+
+
+def test_all_models_view_shows_every_verdict(fakes: dict) -> None:
+    at = new_app().run()
+    at.toggle(key="compare_all").set_value(True)
+    at = predict(at, "happy landing")
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["fake-lexicon", "fake-other"]
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_batch_tab_scores_an_uploaded_csv(fakes: dict) -> None:
+    at = new_app().run()
+    at.file_uploader(key="batch_file").set_value(
+        ("mine.csv", b"text\nlove it\n\nworst delay\n", "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert not at.exception
+    result = at.dataframe[0].value
+    assert list(result["label"]) == ["positive", "negative"]
+    assert at.get("download_button")
+
+
+def test_batch_tab_reports_a_bad_file(fakes: dict) -> None:
+    at = new_app().run()
+    at.file_uploader(key="batch_file").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert "No text column" in at.error[0].value
+
+
+def test_real_tiny_onnx_export_end_to_end(app_env: Path) -> None:
+    at = predict(new_app().run(), "what a lovely flight, great crew")
+    assert not at.exception
+    assert at.metric[0].value == "Positive" and any("tiny-tfidf v1" in c for c in captions(at))
+
+
+def test_no_loadable_model_gives_a_message(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPORTS_DIR", str(app_env / "nothing-here"))
+    get_settings.cache_clear()
+    at = new_app().run()
+    assert "No model is available" in at.error[0].value
+
+
+# -- comparison page ---------------------------------------------------------------------------------------------
+def test_compare_page_seeds_mlflow_and_draws_the_charts(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exports = app_env / "exports"
+    build_classical_export(exports / "tiny-tfidf")
+    write_run_records(exports / "runs")
+    monkeypatch.setenv("EXPORTS_DIR", str(exports))
+    get_settings.cache_clear()
+    at = open_page("compare.py")
+    charts = at.get("plotly_chart")
+    # metrics, trade-off, ROC, 3 confusion matrices, the transformer's loss
+    assert len(charts) == 7
+    table = at.dataframe[0].value
+    assert table["model"].iloc[0] == "tiny-tfidf" and bool(table["champion"].iloc[0])
+    at.multiselect(key="families").set_value(["transformer"]).run()
+    assert len(at.get("plotly_chart")) == 5 and len(at.dataframe[0].value) == 1
+    at.multiselect(key="sets").set_value([]).run()
+    assert "Pick at least one" in at.warning[0].value
+
+
+def test_compare_page_without_runs(fakes: dict) -> None:
+    at = open_page("compare.py")
+    assert "No model runs yet" in at.info[0].value
+
+
+# -- maintainer page ---------------------------------------------------------------------------------------------
+def seed_feedback(n_down: int) -> None:
+    feedback = store()
+    for index in range(n_down):
+        feedback.record_verdict(feedback_id=str(uuid.uuid4()), text=f"**bold** <i>claim</i> {index}",
+                                model_name="fake-lexicon", model_version="7", predicted_label="positive",
+                                confidence=0.7, verdict="down")
+    feedback.record_verdict(feedback_id=str(uuid.uuid4()), text="fine", model_name="fake-lexicon",
+                            model_version="7", predicted_label="positive", confidence=0.9, verdict="up")
+
+
+def unlock(at: AppTest, secret: str) -> AppTest:
+    at.text_input(key="secret_attempt").input(secret)
+    return at.button[0].click().run()
+
+
+def test_review_page_is_disabled_without_a_secret(fakes: dict) -> None:
+    at = open_page("review.py")
+    assert "disabled" in at.warning[0].value
+    assert not at.text_input
+
+
+def test_review_page_stays_locked_after_a_wrong_secret(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+    seed_feedback(1)
+    at = unlock(open_page("review.py"), "not-the-secret")
+    assert at.error[0].value == "Wrong secret."
+    assert not at.dataframe and not at.code
+
+
+def test_unlocked_review_page_lists_reviews_and_alerts(fakes: dict) -> None:
+    seed_feedback(4)
+    at = new_app()
+    at.secrets["MAINTAINER_SECRET"] = SECRET  # st.secrets works as well as the environment
+    at.run()
+    at.switch_page("pages/review.py").run()
+    at = unlock(at, SECRET)
+    assert not at.exception
+    assert "ALERT: 4 tweets" in at.error[0].value
+    assert "Telemetry is off" in at.info[0].value
+    assert [m.value for m in at.metric] == ['5', '0', '0']  # 4 thumbs down + 1 up, all pending
+    table = at.dataframe[0].value
+    assert len(table) == 4 and "fine" not in set(table["text"])  # thumbs-down only
+    shown = at.code[0].value
+    assert shown.startswith("**bold** <i>claim</i>")  # user text as a code block, never markdown or HTML
+    assert all("<i>" not in m.value for m in at.markdown)
+    at.radio(key="review_label").set_value("positive")
+    at.text_input(key="review_note").input("sarcasm")
+    next(b for b in at.button if b.label == "Save review").click().run()
+    assert not at.exception
+    reviewed = [r for r in store().list() if r["review_state"] == "reviewed"]
+    assert len(reviewed) == 1 and (reviewed[0]["true_label"], reviewed[0]["review_note"]) == ("positive", "sarcasm")
+    at.selectbox(key="f_state").set_value("reviewed").run()
+    assert len(at.dataframe[0].value) == 1
+    exported = at.get("download_button")
+    assert exported
+
+
+def test_flush_now_sends_pending_rows(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeIngestion().start()
+    try:
+        monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", fake.connection_string)
+        monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+        monkeypatch.setenv("TELEMETRY_FLUSH_INTERVAL_S", "3600")
+        get_settings.cache_clear()
+        services.telemetry_flusher().stop()  # only the button may send in this test
+        seed_feedback(2)
+        at = unlock(open_page("review.py"), SECRET)
+        assert [m.value for m in at.metric] == ['3', '0', '0']
+        at.button(key="flush_now").click().run()
+        assert not at.exception
+        assert [m.value for m in at.metric] == ['0', '0', '3']
+        assert len(fake.feedback_ids()) == 3
+    finally:
+        services.telemetry_flusher().stop()
+        fake.stop()
+
+
+def test_about_page_lists_the_models(fakes: dict) -> None:
+    at = open_page("about.py")
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["fake-lexicon", "fake-other"] and list(table["champion"]) == [True, False]

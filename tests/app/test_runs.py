@@ -1,0 +1,130 @@
+"""Seeding an MLflow store from run records, reading it back, and shaping the runs for the charts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from app import runs
+from tests.app.conftest import run_record, write_run_records
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, list[str]]:
+    root = tmp_path_factory.mktemp("mlflow")
+    runs_dir = root / "runs"
+    write_run_records(runs_dir)
+    (runs_dir / "broken.json").write_text("{not json")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    created = runs.seed_from_records(runs_dir, uri)
+    return uri, runs_dir, created
+
+
+def test_seeding_creates_one_run_per_record_then_nothing(seeded: tuple[str, Path, list[str]]) -> None:
+    uri, runs_dir, created = seeded
+    assert len(created) == 3
+    assert runs.seed_from_records(runs_dir, uri) == []  # idempotent
+
+
+def test_new_records_are_added_beside_seeded_and_trained_runs(seeded: tuple[str, Path, list[str]],
+                                                              tmp_path: Path) -> None:
+    uri, runs_dir, _ = seeded
+    extra = tmp_path / "more"
+    extra.mkdir()
+    for path in runs_dir.glob("*.json"):
+        (extra / path.name).write_bytes(path.read_bytes())
+    record = run_record("d" * 32, "tiny-new", "classical", 0.81, 0.3)
+    (extra / f"{record['run_id']}.json").write_text(json.dumps(record))
+    assert len(runs.seed_from_records(extra, uri)) == 1
+    frame = runs.search_runs(uri)
+    assert set(frame["tags.model_name"]) >= {"tiny-tfidf", "tiny-minilm", "tiny-vader", "tiny-new"}
+
+
+def test_search_runs_gives_metrics_params_tags_and_times(seeded: tuple[str, Path, list[str]]) -> None:
+    uri, _, _ = seeded
+    frame = runs.search_runs(uri)
+    row = frame[frame["tags.model_name"] == "tiny-minilm"].iloc[0]
+    assert row["metrics.test_accuracy"] == pytest.approx(0.86)
+    assert row["params.max_length"] == "64"
+    assert row["tags.seeded_from"] == "b" * 32
+    assert row["status"] == "FINISHED"
+    assert row["start_time"] == pd.Timestamp(1_760_000_000_000, unit="ms", tz="UTC")
+
+
+def test_artifacts_and_metric_history_survive_seeding(seeded: tuple[str, Path, list[str]]) -> None:
+    uri, _, _ = seeded
+    frame = runs.search_runs(uri)
+    run_id = frame[frame["tags.model_name"] == "tiny-minilm"]["run_id"].iloc[0]
+    matrix = runs.load_artifact(uri, run_id, "eval/test/confusion_matrix.json")
+    assert matrix == {"labels": ["negative", "positive"], "matrix": [[40, 10], [8, 42]]}
+    assert runs.load_artifact(uri, run_id, "eval/validation/nothing.json") is None
+    history = runs.metric_history(uri, run_id, "train_loss")
+    assert list(history["step"]) == list(range(0, 40, 2))
+    assert history["value"].iloc[0] == pytest.approx(0.7)
+
+
+def test_load_records_without_folder() -> None:
+    assert runs.load_records("/nonexistent/runs") == []
+    assert runs.seed_from_records("/nonexistent/runs", "sqlite:///unused.db") == []
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "run_id": ["r1", "r2", "r3", "r4"],
+        "status": ["FINISHED", "FINISHED", "FINISHED", "FINISHED"],
+        "start_time": pd.to_datetime([1, 2, 3, 4], unit="D"),
+        "tags.model_name": ["lr", "lr", "minilm", None],
+        "tags.model_family": ["classical", "classical", "transformer", None],
+        "metrics.test_accuracy": [0.78, 0.80, 0.86, 0.5],
+        "metrics.test_f1_macro": [0.77, 0.79, 0.85, None],
+        "metrics.validation_accuracy": [None, None, 0.84, None],
+        "metrics.test_latency_p50_ms": [0.5, 0.4, 6.0, None],
+        "params.C": ["1", "2", None, None],
+    })
+
+
+def test_latest_per_model_keeps_the_newest_model_run() -> None:
+    latest = runs.latest_per_model(_frame())
+    assert list(latest["model"]) == ["lr", "minilm"] and list(latest["run_id"]) == ["r2", "r3"]
+
+
+def test_tidy_metrics_and_available_sets() -> None:
+    latest = runs.latest_per_model(_frame())
+    tidy = runs.tidy_metrics(latest)
+    assert set(tidy["set"]) == {"test", "validation"}
+    assert tidy[(tidy["model"] == "minilm") & (tidy["metric"] == "accuracy") & (tidy["set"] == "test")][
+        "value"].item() == 0.86
+    assert runs.available_sets(latest) == ["test", "validation"]
+
+
+def test_tradeoff_points_take_latency_from_the_set_where_it_was_measured() -> None:
+    points = runs.tradeoff_points(runs.latest_per_model(_frame()), "validation")
+    assert points.set_index("model")["latency_ms"].to_dict() == {"lr": 0.4, "minilm": 6.0}
+    assert points.set_index("model")["accuracy"].isna().to_dict() == {"lr": True, "minilm": False}
+
+
+def test_runs_table_puts_the_champion_first() -> None:
+    table = runs.runs_table(_frame(), champion="minilm")
+    assert table["model"].iloc[0] == "minilm" and bool(table["champion"].iloc[0])
+    assert {"test_accuracy", "C"} <= set(table.columns)
+    assert len(table) == 3  # runs without a model name are left out
+
+
+def test_seeding_is_importable_without_streamlit() -> None:
+    """Training code calls ``app.runs.seed_from_records``: importing it must not pull Streamlit or MLflow."""
+    import subprocess
+    import sys
+
+    code = "import sys, app.runs; print('streamlit' in sys.modules, 'mlflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(runs.__file__).parents[1]).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_command_line_seeds_ahead_of_time(seeded: tuple[str, Path, list[str]]) -> None:
+    uri, runs_dir, _ = seeded
+    assert runs.main(["--runs-dir", str(runs_dir), "--tracking-uri", uri]) == 0
+    assert len(runs.search_runs(uri)) >= 3

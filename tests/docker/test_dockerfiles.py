@@ -1,0 +1,78 @@
+"""Static checks of the Dockerfiles, .dockerignore and docker/test.sh; the real build and run is `make docker-test`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = {"Dockerfile.cpu": ("api", 8000, "/healthz"), "Dockerfile.full": ("app", 8501, "/_stcore/health")}
+SECRETS = ("APPLICATIONINSIGHTS_CONNECTION_STRING", "MAINTAINER_SECRET", "API_KEYS")
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    text = (ROOT / dockerfile).read_text()
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [(m.group(1).upper(), m.group(2)) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("dockerfile", sorted(IMAGES))
+def test_dockerfile_shape(dockerfile: str) -> None:
+    group, port, health = IMAGES[dockerfile]
+    steps = instructions(dockerfile)
+    assert steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    froms = [args for name, args in steps if name == "FROM"]
+    assert froms == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"], "multi-stage: a build stage, then the runtime"
+    runtime = steps[[i for i, (name, _) in enumerate(steps) if name == "FROM"][-1]:]
+    assert ("USER", "10001:10001") in runtime
+    assert ("EXPOSE", str(port)) in runtime
+    healthcheck = next(args for name, args in runtime if name == "HEALTHCHECK")
+    assert health in healthcheck and "python" in healthcheck and "curl" not in healthcheck
+    assert any(name == "COPY" and args.startswith("--from=build /opt/venv") for name, args in runtime)
+    build = " ".join(args for name, args in steps if name in ("COPY", "RUN"))
+    assert f"requirements/{group}.txt wheelhous[e]" in build and "--no-index --find-links" in build
+    assert "python3 -m venv" in build, "works on python:3.11-slim and on Debian's python3 alike"
+    assert "pip check" in build
+    for name, args in steps:
+        if name in ("ENV", "ARG", "LABEL"):
+            assert not any(secret in args for secret in SECRETS), f"{dockerfile}: {name} {args}"
+    labels = " ".join(args for name, args in steps if name == "LABEL")
+    for key in ("org.opencontainers.image.version", "org.opencontainers.image.source", "tweet-sentiment.model.version"):
+        assert key in labels
+
+
+def test_lean_image_installs_no_heavy_stack() -> None:
+    locked = {line.split("==")[0].lower() for line in (ROOT / "requirements/api.txt").read_text().splitlines()
+              if re.match(r"^[A-Za-z0-9]", line)}
+    assert not locked & {"torch", "transformers", "mlflow", "mlflow-skinny", "streamlit", "pandas", "scikit-learn"}
+    copied = [args for name, args in instructions("Dockerfile.cpu") if name == "COPY" and "--from" not in args]
+    assert sorted(copied) == ["api/ /app/api/", "exports/ /app/exports/", "requirements/api.txt wheelhous[e] /tmp/wheels/"]
+
+
+def test_full_image_keeps_feedback_on_a_volume() -> None:
+    steps = instructions("Dockerfile.full")
+    env = " ".join(args for name, args in steps if name == "ENV")
+    assert "FEEDBACK_DB=/data/feedback.db" in env
+    assert ("VOLUME", '["/data"]') in steps
+    assert ("CMD", '["uvicorn", "app.server:app"]') in steps
+
+
+def test_dockerignore_is_an_allowlist_without_state_or_fp32() -> None:
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines[0] == "*"
+    assert {"!api/", "!app/", "!exports/", "!requirements/", "!wheelhouse/"} <= set(lines)
+    assert not [line for line in lines if line.startswith("!") and line.rstrip("/") in ("!tests", "!data", "!.venv")]
+    assert "exports/*/model.fp32.onnx" in lines
+
+
+def test_test_script_parses() -> None:
+    bash = shutil.which("bash")
+    assert bash is not None
+    subprocess.run([bash, "-n", str(ROOT / "docker/test.sh")], check=True)
