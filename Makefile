@@ -79,7 +79,7 @@ docker-test: ## build and run both images for real (skips where Docker cannot ru
 
 # Re-lock every group against one resolution of all extras, so shared packages get one version everywhere.
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-        --quiet --no-strip-extras --custom-compile-command "make lock"
+        --quiet --custom-compile-command "make lock"
 lock: $(PY) ## regenerate requirements/*.txt from pyproject.toml
 	$(PIP) install uv==0.13.9
 	$(LOCK) --all-extras -o requirements/.all.txt

@@ -2,7 +2,8 @@
 
 A user types a tweet, predicts and gives a thumbs down; the maintainer unlocks the review page and finds the
 tweet there; the analyst's comparison page draws its charts; the event reaches a fake Application Insights.
-Screenshots go to ``docs/screenshots/`` (the README shows them) and the measured times to
+Screenshots go to ``artifacts/screenshots/``, or to ``docs/screenshots/`` (the README shows them) when
+``UPDATE_SCREENSHOTS=1``, so that a test run leaves the tracked files alone; the measured times go to
 ``artifacts/app-timings.json``.
 
 Needs ``pip install playwright`` and ``apt-get install -y chromium`` (``/usr/bin/chromium``); skipped without
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = REPO / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else "artifacts") / "screenshots"
 TIMINGS = REPO / "artifacts" / "app-timings.json"
 SECRET = "browser-test-maintainer-secret"
 # Written for this test.
@@ -159,10 +160,15 @@ def _wait_for_charts(page: Any, count: int = 1) -> None:
 
 def _screenshot(page: Any, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to that block's height."""
-    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 6000))})
-    page.wait_for_timeout(800)  # charts re-layout to the new size
+    height = 0
+    for _ in range(3):  # charts may grow the page once they render at the new size
+        page.wait_for_timeout(500)
+        new = min(6000, int(page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")))
+        if new <= height:
+            break
+        height = new
+        page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
     page.screenshot(path=str(SCREENSHOTS / name))
     page.set_viewport_size(size)
 

@@ -43,6 +43,7 @@ def test_other_builders() -> None:
     assert len(loss.data) == 2
     verdicts = pd.DataFrame({"model": ["a", "b"], "p_positive": [0.2, 0.9], "label": ["negative", "positive"]})
     assert len(charts.all_models_bar(verdicts).data) == 2
-    times = pd.Series(["2025-01-01T10:00:00.000000Z", "2025-01-01T10:01:00.000000Z"])
-    assert sum(charts.misclassified_timeline(times, 3, 5).data[0].y) == 2
-    assert len(charts.misclassified_timeline(pd.Series([], dtype=str), 3, 5).data) == 1
+    times = pd.Series(["2025-01-01T10:00:00.000000Z", "2025-01-01T10:01:00.000000Z", "2024-12-31T10:00:00.000000Z"])
+    timeline = charts.misclassified_timeline(times, 3, 5, now=pd.Timestamp("2025-01-01T10:02:00Z"))
+    assert sum(timeline.data[0].y) == 2 and len(timeline.data[0].x) == 6 * 12 + 1  # last 6 h in 5-min buckets
+    assert sum(charts.misclassified_timeline(pd.Series([], dtype=str), 3, 5).data[0].y) == 0

@@ -1,0 +1,74 @@
+"""Compare page (analysts): the models' MLflow runs side by side."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts, runs, services
+from app.settings import get_settings
+
+settings = get_settings()
+uri = settings.mlflow_tracking_uri
+st.title("Compare models")
+top = st.columns([4, 1])
+top[0].caption(f"Runs read from MLflow ({uri}); an empty store is first seeded from {settings.runs_dir}.")
+if top[1].button("Refresh runs", key="refresh_runs"):
+    services.runs_frame.clear()
+try:
+    all_runs = services.runs_frame(uri, str(settings.runs_dir), settings.seed_runs)
+except Exception as error:  # an unreachable tracking server, a locked or foreign database
+    st.error(f"Could not read the runs from MLflow at {uri}: {error}", icon=":material/error:")
+    st.stop()
+latest = runs.latest_per_model(all_runs)
+if latest.empty:
+    st.info("No model runs yet: train with `make train`, or put run records in exports/runs/ and refresh.")
+    st.stop()
+
+registry = services.model_registry()
+champion = services.champion_name(registry) if registry.ready else None
+families = sorted(latest["family"].unique())
+sets = runs.available_sets(latest) or list(runs.EVAL_SETS)
+left, right = st.columns(2)
+chosen_families = left.multiselect("Model family", families, default=families, key="families")
+chosen_sets = right.multiselect("Evaluation set", sets, default=sets, key="sets")
+shown = latest[latest["family"].isin(chosen_families)]
+if shown.empty or not chosen_sets:
+    st.warning("Pick at least one model family and one evaluation set.")
+    st.stop()
+
+tidy = runs.tidy_metrics(shown, sets=chosen_sets)
+if not tidy.empty:
+    st.plotly_chart(charts.metrics_by_model(tidy, champion), key="metrics_chart")
+
+focus = st.selectbox("Evaluation set for the trade-off, ROC curves and confusion matrices", chosen_sets, key="focus")
+points = runs.tradeoff_points(shown, focus)
+if points[["accuracy", "latency_ms"]].notna().all(axis=1).any():
+    st.plotly_chart(charts.accuracy_vs_latency(points, champion, focus), key="tradeoff_chart")
+
+curves, matrices = {}, {}
+for _, run in shown.iterrows():
+    roc = services.run_artifact(uri, run["run_id"], f"eval/{focus}/roc_curve.json")
+    if roc:
+        curves[run["model"]] = roc
+    matrix = services.run_artifact(uri, run["run_id"], f"eval/{focus}/confusion_matrix.json")
+    if matrix:
+        matrices[run["model"]] = matrix
+if curves:
+    st.plotly_chart(charts.roc_curves(curves, focus), key="roc_chart")
+if matrices:
+    st.subheader(f"Confusion matrices ({focus})")
+    columns = st.columns(min(3, len(matrices)))
+    for index, (model, matrix) in enumerate(matrices.items()):
+        with columns[index % len(columns)]:
+            st.plotly_chart(charts.confusion_matrix(matrix["matrix"], matrix["labels"], model), key=f"cm_{model}")
+
+for _, run in shown[shown["family"] == "transformer"].iterrows():
+    history = services.run_metric_history(uri, run["run_id"], "train_loss")
+    if not history.empty:
+        st.plotly_chart(charts.loss_history(history, f"Training loss — {run['model']}"), key=f"loss_{run['run_id']}")
+
+st.subheader("Runs")
+table = runs.runs_table(all_runs, champion)
+table = table[table["family"].isin(chosen_families)]
+st.dataframe(table.style.apply(lambda row: ["background-color: #fff3b0" if row["champion"] else ""] * len(row),
+                               axis=1), hide_index=True)

@@ -1,0 +1,130 @@
+"""Predict page: one tweet (every model side by side on demand), thumbs feedback, and CSV batches."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts, services, ui
+from app.inference import (
+    EXAMPLE_TWEETS,
+    CsvError,
+    Prediction,
+    char_count,
+    predict,
+    predict_all,
+    read_tweets_csv,
+    score_frame,
+    validate_tweet,
+)
+from app.settings import get_settings
+
+VERDICT_BY_INDEX = {0: "down", 1: "up"}
+
+
+def _use_example() -> None:
+    choice = st.session_state.get("example")
+    if choice:
+        st.session_state["tweet_text"] = choice
+
+
+def _save_feedback(prediction: Prediction, key: str) -> None:
+    """``st.feedback``'s callback: write (or update) the verdict at once and confirm with a toast."""
+    verdict = VERDICT_BY_INDEX.get(st.session_state.get(key, -1))
+    if verdict is None:
+        return  # the thumb was un-clicked: the last verdict stays recorded
+    services.feedback_store().record_verdict(
+        feedback_id=prediction.id, text=prediction.text, model_name=prediction.model_name,
+        model_version=prediction.model_version, predicted_label=prediction.label,
+        confidence=prediction.confidence, verdict=verdict)
+    services.telemetry_flusher().wake()
+    st.toast("Thanks! Your feedback was saved." if verdict == "up" else
+             "Thanks! Saved as misclassified: a maintainer will review it.", icon=":material/check:")
+
+
+def _show_prediction(prediction: Prediction) -> None:
+    left, right = st.columns([1, 2])
+    with left:
+        st.metric("Sentiment", prediction.label.capitalize(), f"{prediction.confidence:.1%} confidence",
+                  delta_color="green" if prediction.label == "positive" else "red", delta_arrow="off")
+        st.caption(f"{prediction.model_name} v{prediction.model_version} · {prediction.latency_ms:.1f} ms")
+    with right:
+        st.plotly_chart(charts.probability_bar(prediction.probabilities), key=f"proba_{prediction.id}")
+    st.caption("Tweet scored:")
+    st.text(prediction.text)
+    st.write("Was this prediction right?")
+    key = f"feedback_{prediction.id}"
+    st.feedback("thumbs", key=key, on_change=_save_feedback, args=(prediction, key))
+
+
+def _single_tab(registry_names: list[str], default: str, champion: str) -> None:
+    st.selectbox("Example tweets (written by us)", EXAMPLE_TWEETS, index=None, key="example",
+                 placeholder="Pick an example…", on_change=_use_example)
+    # No max_chars: a pasted long text would be cut silently; it is counted and refused with a message.
+    text = st.text_area("Tweet", key="tweet_text", height=110,
+                        placeholder="Type or paste a tweet (Ctrl+Enter to apply)")
+    st.caption(char_count(text), help="Updated when you press Ctrl+Enter or leave the text area.")
+    model_name = st.selectbox("Model", registry_names, index=registry_names.index(default), key="model_name",
+                              format_func=lambda n: f"{n} (champion)" if n == champion else n)
+    compare_all = st.toggle("Show every model's verdict", key="compare_all")
+    if st.button("Predict", type="primary", key="predict"):
+        error = validate_tweet(text)
+        if error:
+            st.session_state.pop("prediction", None)
+            st.warning(error, icon=":material/edit_note:")
+        else:
+            registry = services.ready_registry()
+            st.session_state["prediction"] = predict(registry.get(model_name).predictor, text)
+            st.session_state["all_models"] = (
+                predict_all([m.predictor for m in registry.models()], text) if compare_all else None)
+    prediction: Prediction | None = st.session_state.get("prediction")
+    if prediction is None:
+        return
+    _show_prediction(prediction)
+    verdicts = st.session_state.get("all_models")
+    if verdicts is not None:
+        st.subheader("All models")
+        st.dataframe(verdicts, hide_index=True, column_config={
+            "confidence": st.column_config.NumberColumn(format="percent"),
+            "p_positive": st.column_config.NumberColumn(format="percent"),
+            "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f")})
+        st.plotly_chart(charts.all_models_bar(verdicts), key="all_models_chart")
+
+
+def _batch_tab(registry_names: list[str], default: str) -> None:
+    settings = get_settings()
+    st.write(f"Upload a CSV with a `text` column (or one tweet per line, or Sentiment140's six columns); "
+             f"up to {settings.batch_max_rows:,} rows.")
+    upload = st.file_uploader("CSV of tweets", type=["csv", "txt"], key="batch_file")
+    model_name = st.selectbox("Model for the batch", registry_names, index=registry_names.index(default),
+                              key="batch_model")
+    if upload is not None and st.button("Score the file", key="score_batch"):
+        try:
+            frame = read_tweets_csv(upload.getvalue(), settings.batch_max_rows)
+        except CsvError as error:
+            st.error(str(error))
+            return
+        bar = st.progress(0.0, text="Scoring…")
+        model = services.ready_registry().get(model_name).predictor
+        st.session_state["batch_result"] = score_frame(
+            model, frame, progress=lambda share: bar.progress(share, text=f"Scoring… {share:.0%}"))
+        st.session_state["batch_name"] = upload.name
+    result = st.session_state.get("batch_result")
+    if result is not None:
+        counts = result["label"].replace("", "not scored").value_counts()
+        st.write(" · ".join(f"{label}: {count:,}" for label, count in counts.items()))
+        st.dataframe(result.head(200), hide_index=True)
+        name = st.session_state.get("batch_name", "tweets.csv").rsplit(".", 1)[0]
+        st.download_button("Download the scored CSV", result.to_csv(index=False).encode("utf-8"),
+                           file_name=f"{name}-scored.csv", mime="text/csv", key="download_batch")
+
+
+st.title("Tweet sentiment")
+registry = ui.require_models()
+names = [m.name for m in registry.models()]
+champion = services.champion_name(registry)
+single, batch = st.tabs(["Single tweet", "Batch (CSV)"])
+with single:
+    _single_tab(names, registry.default_name, champion)
+with batch:
+    _batch_tab(names, registry.default_name)
+ui.telemetry_notice()

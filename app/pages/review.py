@@ -1,0 +1,118 @@
+"""Review page (maintainer): the tweets users marked as misclassified, their true labels, telemetry, alert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from api.exports import LABELS
+from app import alerts, charts, services
+from app.feedback import FeedbackFilter
+from app.settings import maintainer_secret
+
+UNLOCKED = "maintainer_unlocked"
+ALL = "(all)"
+
+
+def _unlock() -> None:
+    secret = maintainer_secret()
+    if not secret:
+        st.warning("This page is disabled: set MAINTAINER_SECRET in the environment or in "
+                   ".streamlit/secrets.toml to enable it.", icon=":material/lock:")
+        st.stop()
+    with st.form("unlock"):
+        attempt = st.text_input("Maintainer secret", type="password", key="secret_attempt")
+        submitted = st.form_submit_button("Unlock")
+    if submitted:
+        result = services.login_guard().check(attempt, secret)
+        if result.ok:
+            st.session_state[UNLOCKED] = True
+            st.rerun()
+        st.error(result.message)
+    st.stop()
+
+
+def _filters(store_models: list[str]) -> FeedbackFilter:
+    cols = st.columns(5)
+    model = cols[0].selectbox("Model", [ALL, *store_models], key="f_model")
+    label = cols[1].selectbox("Predicted label", [ALL, *LABELS], key="f_label")
+    state = cols[2].selectbox("Review state", [ALL, "new", "reviewed"], key="f_state")
+    today = datetime.now(UTC).date()
+    days = cols[3].date_input("Dates", (today - timedelta(days=30), today), key="f_dates")
+    low, high = cols[4].slider("Confidence", 0.5, 1.0, (0.5, 1.0), 0.05, key="f_conf")
+    since = until = None
+    if isinstance(days, tuple) and len(days) == 2:
+        since = datetime.combine(days[0], time.min, UTC)
+        until = datetime.combine(days[1], time.min, UTC) + timedelta(days=1)
+    return FeedbackFilter(verdict="down", model_name=None if model == ALL else model,
+                          predicted_label=None if label == ALL else label,
+                          review_state=None if state == ALL else state, since=since, until=until,
+                          min_confidence=low, max_confidence=high)
+
+
+def _review_form(rows: list[dict]) -> None:
+    by_id = {r["id"]: r for r in rows}
+    chosen = st.selectbox("Item to review", list(by_id), key="review_item",
+                          format_func=lambda i: f"{by_id[i]['updated_at'][:16]} · {by_id[i]['model_name']} · "
+                                                f"predicted {by_id[i]['predicted_label']} · {i[:8]}")
+    row = by_id[chosen]
+    st.code(row["text"], language=None, wrap_lines=True)
+    with st.form(f"review_{chosen}"):
+        true_label = st.radio("True label", LABELS, index=LABELS.index(row["true_label"]), horizontal=True,
+                              key="review_label")
+        note = st.text_input("Note", value=row["review_note"] or "", key="review_note")
+        reviewed = st.checkbox("Reviewed", value=True, key="review_done")
+        if st.form_submit_button("Save review"):
+            services.feedback_store().review(chosen, true_label=true_label, note=note, reviewed=reviewed)
+            st.toast("Review saved.", icon=":material/check:")
+            st.rerun()
+
+
+if not st.session_state.get(UNLOCKED):
+    st.title("Review feedback")
+    _unlock()
+
+store = services.feedback_store()
+flusher = services.telemetry_flusher()
+st.title("Review feedback")
+state = alerts.evaluate(store, services.alert_rule())
+if state.firing:
+    st.error(state.message, icon=":material/notifications_active:")
+else:
+    st.success(state.message, icon=":material/notifications:")
+
+counts = store.telemetry_counts()
+cols = st.columns([1, 1, 1, 2])
+cols[0].metric("Telemetry pending", counts["pending"])
+cols[1].metric("Failed, retrying", counts["failed"])
+cols[2].metric("Sent", counts["sent"])
+with cols[3]:
+    if flusher.enabled:
+        if st.button("Flush now", key="flush_now"):
+            report = flusher.flush_once()
+            st.toast(f"Sent {report.sent}, not accepted {report.failed}.")
+            st.rerun()
+    else:
+        st.info("Telemetry is off: set APPLICATIONINSIGHTS_CONNECTION_STRING to send feedback to "
+                "Application Insights. Rows stay pending meanwhile.", icon=":material/cloud_off:")
+
+rows = store.list(_filters(store.model_names()))
+st.subheader(f"Misclassified tweets ({len(rows)})")
+if rows:
+    table = pd.DataFrame(rows)[["updated_at", "text", "model_name", "model_version", "predicted_label",
+                                "confidence", "true_label", "review_state", "review_note", "telemetry_state", "id"]]
+    table["updated_at"] = pd.to_datetime(table["updated_at"], utc=True)
+    st.dataframe(table, hide_index=True, key="review_table", column_config={
+        "updated_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "text": st.column_config.TextColumn("tweet", width="large"),
+        "confidence": st.column_config.NumberColumn(format="percent")})
+    _review_form(rows)
+    st.plotly_chart(charts.misclassified_timeline(table["updated_at"], state.rule.threshold,
+                                                  int(state.rule.window.total_seconds() // 60)), key="timeline")
+else:
+    st.info("No thumbs-down feedback matches these filters.")
+
+st.download_button("Export reviewed items (Sentiment140 CSV for retraining)", store.export_reviewed_csv(),
+                   file_name="feedback-reviewed.csv", mime="text/csv", key="export_reviewed")

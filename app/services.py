@@ -1,0 +1,113 @@
+"""Process-wide resources of the product, cached by Streamlit: models, feedback store, flusher, MLflow runs.
+
+Pages and the ASGI server (``app.server``) reach the same objects through these functions: the registry the
+UI predicts with is the one the mounted API serves. The plain builders (``build_*``) are what tests replace.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from api.registry import CHAMPION_ALIAS, ModelRegistry
+from api.settings import Settings as ApiSettings
+from app import runs
+from app.alerts import AlertRule
+from app.auth import LoginGuard
+from app.feedback import FeedbackStore
+from app.settings import AppSettings, get_settings
+from app.telemetry import TelemetryFlusher, build_flusher
+
+logger = logging.getLogger(__name__)
+
+RUNS_TTL_S = 60
+ARTIFACT_TTL_S = 3600
+
+
+def build_registry(settings: AppSettings) -> ModelRegistry:
+    """The API's model registry for the exports in ``settings.exports_dir`` (not loaded yet)."""
+    return ModelRegistry(ApiSettings(exports_dir=settings.exports_dir, default_model=settings.default_model))
+
+
+@st.cache_resource(show_spinner=False)
+def model_registry() -> ModelRegistry:
+    """The one registry of this process (loading starts in the server's lifespan or on first use)."""
+    return build_registry(get_settings())
+
+
+def ready_registry() -> ModelRegistry:
+    """The registry with its models loaded (waits for a load in progress).
+
+    Raises:
+        api.registry.NotReadyError: no model could be loaded.
+    """
+    registry = model_registry()
+    if not registry.ready:
+        with st.spinner("Loading the models…"):
+            registry.load()
+    registry.models()  # raises NotReadyError with the reason when loading failed
+    return registry
+
+
+def champion_name(registry: ModelRegistry) -> str:
+    """The export aliased ``champion`` (the registry's default when none is)."""
+    for model in registry.models():
+        if CHAMPION_ALIAS in model.metadata.get("aliases", []):
+            return model.name
+    return registry.default_name
+
+
+@st.cache_resource(show_spinner=False)
+def feedback_store() -> FeedbackStore:
+    return FeedbackStore(get_settings().feedback_db)
+
+
+@st.cache_resource(show_spinner=False)
+def telemetry_flusher() -> TelemetryFlusher:
+    """The flusher, started in the background (a no-op when telemetry is off)."""
+    flusher = build_flusher(feedback_store(), get_settings())
+    flusher.start()
+    return flusher
+
+
+@st.cache_resource(show_spinner=False)
+def login_guard() -> LoginGuard:
+    """Shared by every session, so opening a new tab does not reset the delay after wrong secrets."""
+    return LoginGuard(base_delay_s=get_settings().maintainer_delay_s)
+
+
+def alert_rule() -> AlertRule:
+    settings = get_settings()
+    return AlertRule(threshold=settings.alert_threshold, window=timedelta(minutes=settings.alert_window_minutes))
+
+
+@st.cache_resource(show_spinner="Seeding MLflow from exports/runs…")
+def seed_runs(tracking_uri: str, runs_dir: str) -> list[str]:
+    """Seed the store once per process (idempotent across processes too)."""
+    try:
+        return runs.seed_from_records(runs_dir, tracking_uri)
+    except Exception:  # the page still shows whatever the store holds
+        logger.exception("could not seed MLflow at %s from %s", tracking_uri, runs_dir)
+        return []
+
+
+@st.cache_data(ttl=RUNS_TTL_S, show_spinner="Reading MLflow runs…")
+def runs_frame(tracking_uri: str, runs_dir: str, seed: bool = True) -> pd.DataFrame:
+    """``mlflow.search_runs`` over every experiment, after seeding an empty store."""
+    if seed:
+        seed_runs(tracking_uri, runs_dir)
+    return runs.search_runs(tracking_uri)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
+def run_artifact(tracking_uri: str, run_id: str, path: str) -> Any | None:
+    return runs.load_artifact(tracking_uri, run_id, path)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
+def run_metric_history(tracking_uri: str, run_id: str, key: str) -> pd.DataFrame:
+    return runs.metric_history(tracking_uri, run_id, key)
