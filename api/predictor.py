@@ -73,13 +73,27 @@ class TransformerPredictor(Predictor):
             return np.empty((0, 2), dtype=np.float32)
         encodings = self.tokenizer.encode_batch([normalize_tweet(t) for t in texts])
         if len(encodings) <= self.CHUNK:
-            return self._run(encodings)
+            return self._run_by_length(encodings)
         # Large inputs run in length-sorted chunks: each chunk pads only to its own longest tweet.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(encodings), 2), dtype=np.float32)
         for start in range(0, len(order), self.CHUNK):
             index = order[start : start + self.CHUNK]
             out[index] = self._run([encodings[i] for i in index])
+        return out
+
+    def _run_by_length(self, encodings: list) -> np.ndarray:
+        # Small inputs (the API's micro-batches) mix lengths: one call per token length, with no padding, beat
+        # one padded call (16 tweets: about 730 → 960 tweets/s on 2 cores), and a tweet's int8 answer no longer
+        # depends on the padding its batch-mates bring.
+        groups: dict[int, list[int]] = {}
+        for row, enc in enumerate(encodings):
+            groups.setdefault(len(enc.ids), []).append(row)
+        if len(groups) == 1:
+            return self._run(encodings)
+        out = np.empty((len(encodings), 2), dtype=np.float32)
+        for rows in groups.values():
+            out[rows] = self._run([encodings[i] for i in rows])
         return out
 
     def _run(self, encodings: list) -> np.ndarray:

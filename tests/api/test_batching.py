@@ -17,11 +17,13 @@ class FakeModel:
 
     def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
         self.calls: list[int] = []
+        self.texts: list[list[str]] = []
         self.delay_s = delay_s
         self.fail = fail
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(len(texts))
+        self.texts.append(list(texts))
         if self.delay_s:
             time.sleep(self.delay_s)
         if self.fail:
@@ -76,6 +78,23 @@ def test_batch_request_is_split_into_chunks() -> None:
 
     result = run(scenario())
     assert model.calls == [8, 8, 5]
+    np.testing.assert_allclose(result, model(texts))
+
+
+def test_large_request_is_chunked_by_length_and_answered_in_order() -> None:
+    """Chunks group texts of similar length (less padding); the answer keeps the request's order."""
+    model = FakeModel()
+    batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0)
+    texts = ["x" * n for n in (9, 1, 8, 2, 7, 3, 6, 4, 5, 10, 0, 11)]
+
+    async def scenario():
+        result = await batcher.predict(texts)
+        await batcher.aclose()
+        return result
+
+    result = run(scenario())
+    chunks = [[len(t) for t in chunk] for chunk in model.texts]
+    assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     np.testing.assert_allclose(result, model(texts))
 
 

@@ -1,0 +1,232 @@
+"""Adaptive micro-batching: concurrent predictions for one model share one model call.
+
+A transformer on two cores computes 16 tweets in one call several times faster than in 16 calls, so the
+service queues each request's texts and one worker per model sends them to ONNX Runtime together, the way
+BentoML's adaptive batching and Ray Serve's ``@serve.batch`` do:
+
+- the worker takes everything queued (up to ``max_batch_size`` texts) as soon as the previous call ends,
+  so under load batches form on their own while the model is busy;
+- it waits for more (at most ``max_wait_ms``) only when the last batch was bigger than what is queued: a
+  lone client (batches of 1) is never delayed, a crowd of clients fills its batches; a wait that times out
+  lowers the expectation to what actually came, so when the crowd leaves only one request pays the wait;
+- a batch request is cut into chunks of at most ``max_batch_size`` texts of similar length (sorted, then
+  answered in the original order), queued like any other request;
+- the model call runs in a thread (ONNX Runtime releases the GIL), so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PredictFn = Callable[[Sequence[str]], np.ndarray]
+BatchObserver = Callable[[int, float], None]
+
+
+def _fail(future: asyncio.Future[np.ndarray], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+@dataclass(slots=True)
+class _Pending:
+    texts: list[str]
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    """Queue of texts for one model, drained by one worker task into batched ``predict_proba`` calls.
+
+    The worker (a task and one thread) starts on the first :meth:`predict` in the running event loop, and
+    again after :meth:`aclose` or in a new loop (a host may run the app's lifespan more than once), so no
+    lifespan hook is needed.
+    """
+
+    def __init__(
+        self,
+        predict_proba: PredictFn,
+        *,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        name: str = "model",
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        """Args:
+        predict_proba: the model call, ``texts -> (n, 2)`` probabilities; run in a worker thread.
+        max_batch_size: most texts in one call.
+        max_wait_ms: longest wait for a batch to fill once the worker has texts to run.
+        name: model name, for logs and the thread name.
+        on_batch: called with (texts in the call, seconds) after each successful call.
+        """
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self.name = name
+        self._predict_proba = predict_proba
+        self._on_batch = on_batch
+        self._executor: ThreadPoolExecutor | None = None
+        self._queue: deque[_Pending] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        # Texts expected in the next batch: how many clients seem to be sending at once.
+        self._expected = 1
+
+    async def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities for ``texts`` (any number), in order, computed in shared batches.
+
+        Raises:
+            Exception: whatever the model call raised for a batch holding these texts.
+        """
+        if not texts:
+            return np.empty((0, 2), dtype=np.float32)
+        loop, wakeup = self._ensure_worker()
+        # A request larger than one call is cut after sorting by length, so each chunk pads only to tweets
+        # of similar length (a transformer's cost grows with the padded width); answers are put back in order.
+        order = np.argsort([len(t) for t in texts], kind="stable") if len(texts) > self.max_batch_size else None
+        ordered = [texts[i] for i in order] if order is not None else list(texts)
+        futures = []
+        for start in range(0, len(ordered), self.max_batch_size):
+            future: asyncio.Future[np.ndarray] = loop.create_future()
+            self._queue.append(_Pending(ordered[start : start + self.max_batch_size], future))
+            futures.append(future)
+        wakeup.set()
+        parts = await asyncio.gather(*futures)
+        if order is None:
+            return parts[0]
+        proba = np.empty((len(texts), 2), dtype=np.float32)
+        proba[order] = np.concatenate(parts)
+        return proba
+
+    async def aclose(self) -> None:
+        """Stop the worker, fail what is still queued and release the thread (a later predict restarts them)."""
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.done():
+            if worker.get_loop() is asyncio.get_running_loop():
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            elif not worker.get_loop().is_closed():
+                # Started in another event loop (another test client, another host thread): cancel it there.
+                worker.get_loop().call_soon_threadsafe(worker.cancel)
+        self._fail_queued(RuntimeError(f"model {self.name} is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def _ensure_worker(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._worker is None or self._worker.done():
+            if self._loop is not loop:
+                # Futures of another (finished) loop can never be awaited again.
+                self._fail_queued(RuntimeError("event loop changed"))
+            self._loop = loop
+            self._executor = self._executor or ThreadPoolExecutor(1, thread_name_prefix=f"predict-{self.name}")
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}")
+        assert self._wakeup is not None
+        return loop, self._wakeup
+
+    def _fail_queued(self, error: Exception) -> None:
+        while self._queue:
+            future = self._queue.popleft().future
+            loop = future.get_loop()
+            if future.done() or loop.is_closed():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if loop is running:
+                future.set_exception(error)
+            else:  # futures belong to their loop's thread
+                loop.call_soon_threadsafe(_fail, future, error)
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = await self._collect()
+            if batch:
+                await self._execute(batch)
+
+    async def _collect(self) -> list[_Pending]:
+        """Take queued requests into one batch, waiting briefly for more when traffic suggests they come."""
+        assert self._wakeup is not None
+        # One loop turn lets handlers already running in this turn queue their texts too.
+        await asyncio.sleep(0)
+        batch: list[_Pending] = []
+        size = self._take(batch, 0)
+        target = min(self.max_batch_size, self._expected)
+        timed_out = False
+        if size < target and self.max_wait_s > 0:
+            deadline = time.monotonic() + self.max_wait_s
+            while size < target and not timed_out:
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    timed_out = True
+                size = self._take(batch, size)
+        if size:
+            # Grow the expectation to any bigger crowd at once; shrink it to what came when waiting failed.
+            self._expected = size if timed_out else max(self._expected, size)
+        return batch
+
+    def _take(self, batch: list[_Pending], size: int) -> int:
+        """Move queued requests into ``batch`` while they fit; return the batch's text count."""
+        while self._queue and size + len(self._queue[0].texts) <= self.max_batch_size:
+            pending = self._queue.popleft()
+            if pending.future.done():  # the client went away (cancelled): skip its texts
+                continue
+            batch.append(pending)
+            size += len(pending.texts)
+        return size
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        texts = [text for pending in batch for text in pending.texts]
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            proba = await loop.run_in_executor(self._executor, self._predict_proba, texts)
+            if proba.shape != (len(texts), 2):
+                raise RuntimeError(f"model {self.name} returned shape {proba.shape} for {len(texts)} texts")
+        except asyncio.CancelledError:
+            # Shutting down mid-call: these requests were already taken off the queue, fail them here.
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(RuntimeError(f"model {self.name} is shutting down"))
+            raise
+        except Exception as error:
+            logger.exception("model call failed", extra={"model": self.name, "batch_size": len(texts)})
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        elapsed = time.perf_counter() - started
+        offset = 0
+        for pending in batch:
+            end = offset + len(pending.texts)
+            if not pending.future.done():
+                pending.future.set_result(proba[offset:end])
+            offset = end
+        if self._on_batch is not None:
+            try:
+                self._on_batch(len(texts), elapsed)
+            except Exception:  # a metrics hiccup must not stop the worker that every request waits on
+                logger.exception("batch observer failed")

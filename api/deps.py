@@ -1,0 +1,89 @@
+"""Dependencies shared by the routers, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.message import Message
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+
+from api.metrics import Metrics
+from api.registry import ModelRegistry, NotReadyError, ServedModel, UnknownModelError
+from api.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+async def ready_registry(registry: RegistryDep, settings: SettingsDep) -> ModelRegistry:
+    """The registry once its models are ready; loads them on first use when nothing else started it.
+
+    Raises:
+        HTTPException: 503 while loading beyond ``READY_TIMEOUT_S`` or when loading failed.
+    """
+    try:
+        await registry.wait_ready(settings.ready_timeout_s)
+    except NotReadyError as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"}) from error
+    return registry
+
+
+ReadyRegistryDep = Annotated[ModelRegistry, Depends(ready_registry)]
+
+
+def resolve_model(registry: ModelRegistry, name: str | None) -> ServedModel:
+    """The requested model, or a 404 naming the available ones."""
+    try:
+        return registry.get(name)
+    except UnknownModelError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
+
+
+def check_text_lengths(texts: Sequence[str], limit: int, field: str) -> None:
+    """Reject texts longer than ``limit`` characters with a 422 shaped like pydantic's own errors.
+
+    Args:
+        texts: the request's texts.
+        limit: ``MAX_TEXT_CHARS``.
+        field: the body field, ``text`` (one text) or ``texts`` (a list, errors then give the index).
+    """
+    errors = [
+        {"type": "string_too_long", "loc": ("body", field) if field == "text" else ("body", field, index),
+         "msg": f"String should have at most {limit} characters", "input": f"<{len(text)} characters>",
+         "ctx": {"max_length": limit}}
+        for index, text in enumerate(texts) if len(text) > limit
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON (``application/json`` or ``application/*+json``).
+
+    FastAPI would otherwise validate a text/plain or form body as raw bytes and answer a confusing 422.
+    """
+    header = request.headers.get("content-type")
+    if header:
+        message = Message()
+        message["content-type"] = header
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json")):
+            return
+    raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                        f"send the body as application/json (got {header or 'no Content-Type'})")

@@ -1,0 +1,66 @@
+"""Prometheus metrics of the service, in a registry of their own per app.
+
+A private ``CollectorRegistry`` (not the process-wide default) lets several apps live in one process (tests,
+or the API mounted in Streamlit next to other instrumented code) without "duplicated timeseries" errors.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# HTTP latency: the service answers in milliseconds, the seed-style server in tens of milliseconds.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """The service's counters and histograms; ``render()`` gives the /metrics payload."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests by route, method and status code.",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "HTTP request latency by route.",
+            ["route", "method"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.errors = Counter(
+            "http_errors_total", "HTTP responses with status >= 400, by route and status code.",
+            ["route", "status"], registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "model_batch_size", "Texts per model call (micro-batches and batch chunks).",
+            ["model"], buckets=_BATCH_BUCKETS, registry=self.registry,
+        )
+        self.inference = Histogram(
+            "model_inference_seconds", "Duration of one model call.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.predictions = Counter(
+            "predictions_total", "Predictions served, by model and label.",
+            ["model", "label"], registry=self.registry,
+        )
+        self.models_ready = Gauge("models_ready", "1 when the models are loaded and warmed up.", registry=self.registry)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one HTTP exchange."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+        if status >= 400:
+            self.errors.labels(route, str(status)).inc()
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        """Record one model call of ``size`` texts."""
+        self.batch_size.labels(model).observe(size)
+        self.inference.labels(model).observe(seconds)
+
+    def count_predictions(self, model: str, label: str, count: int = 1) -> None:
+        self.predictions.labels(model, label).inc(count)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,55 @@
+"""The original project's routes, in its exact shapes, so its consumers can switch without changes.
+
+``GET /`` → ``{"message": ...}``; ``POST /predict {"text"}`` → ``{"tweet", "prediction": 0|4, "confidence",
+"sentiment"}``; ``POST /predict_batch {"texts"}`` → a list of those. They use the default model and the same
+limits as the v1 routes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter
+
+from api.deps import MetricsDep, ReadyRegistryDep, SettingsDep, check_text_lengths, resolve_model
+from api.exports import SENTIMENT140_CODES
+from api.routes.predict import to_predictions
+from api.schemas import CompatBatchRequest, CompatMessage, CompatPrediction, CompatPredictRequest
+
+router = APIRouter(tags=["compatibility"])
+open_router = APIRouter(tags=["compatibility"])
+
+ORIGINAL_MESSAGE = "Service BERT FastAPI is running."
+# Exactly the original's strings: consumers may compare them.
+SENTIMENTS = {"negative": "Tweet négatif", "positive": "Tweet positif"}
+
+
+async def _classify(texts: list[str], registry: ReadyRegistryDep, metrics: MetricsDep) -> list[CompatPrediction]:
+    model = resolve_model(registry, None)
+    proba: np.ndarray = await model.batcher.predict(texts)
+    return [
+        CompatPrediction(tweet=text, prediction=SENTIMENT140_CODES[p.label], confidence=p.confidence,
+                         sentiment=SENTIMENTS[p.label])
+        for text, p in zip(texts, to_predictions(model, proba, metrics), strict=True)
+    ]
+
+
+@open_router.get("/", summary="Original: service message")
+async def root() -> CompatMessage:
+    """The original image's greeting, unchanged."""
+    return CompatMessage(message=ORIGINAL_MESSAGE)
+
+
+@router.post("/predict", summary="Original: classify one tweet")
+async def predict(body: CompatPredictRequest, registry: ReadyRegistryDep, settings: SettingsDep,
+                  metrics: MetricsDep) -> CompatPrediction:
+    """`prediction` is Sentiment140's code (0 negative, 4 positive), `confidence` the top probability."""
+    check_text_lengths([body.text], settings.max_text_chars, "text")
+    return (await _classify([body.text], registry, metrics))[0]
+
+
+@router.post("/predict_batch", summary="Original: classify a list of tweets")
+async def predict_batch(body: CompatBatchRequest, registry: ReadyRegistryDep, settings: SettingsDep,
+                        metrics: MetricsDep) -> list[CompatPrediction]:
+    """One answer per tweet, in order (at most 256 tweets)."""
+    check_text_lengths(body.texts, settings.max_text_chars, "texts")
+    return await _classify(body.texts, registry, metrics)

@@ -1,0 +1,74 @@
+"""``POST /v1/predict`` and ``POST /v1/predict/batch``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Body
+
+from api.deps import MetricsDep, ReadyRegistryDep, SettingsDep, check_text_lengths, resolve_model
+from api.metrics import Metrics
+from api.registry import ServedModel
+from api.schemas import BatchPredictRequest, BatchPredictResponse, Prediction, PredictRequest, Probabilities
+
+router = APIRouter(prefix="/v1/predict", tags=["predict"])
+
+_SINGLE_EXAMPLES = {
+    "positive": {"summary": "A happy passenger", "value": {"text": "Smooth flight and friendly crew, thank you!"}},
+    "negative": {"summary": "An angry passenger", "value": {"text": "3 hours late and no one tells us anything"}},
+    "model": {"summary": "Ask for a given model", "value": {"text": "not bad at all", "model": "tfidf-lr"}},
+    "emoji": {"summary": "Emoji, mentions and URLs", "value": {"text": "@airline loved it 😍 https://t.co/x"}},
+}
+_BATCH_EXAMPLES = {
+    "two": {"summary": "Two tweets", "value": {"texts": ["Great service today", "Lost my bag. Again."]}},
+}
+
+
+def to_predictions(model: ServedModel, proba: np.ndarray, metrics: Metrics) -> list[Prediction]:
+    """Turn an (n, 2) probability array into predictions and count them per label."""
+    labels = model.predictor.labels
+    indices = proba.argmax(axis=1)
+    predictions = [
+        Prediction(label=labels[i], confidence=float(row[i]), model=model.name, version=model.version,
+                   probabilities=Probabilities(negative=float(row[0]), positive=float(row[1])))
+        for row, i in zip(proba, indices, strict=True)
+    ]
+    for index, label in enumerate(labels):
+        count = int((indices == index).sum())
+        if count:
+            metrics.count_predictions(model.name, label, count)
+    return predictions
+
+
+@router.post("", summary="Classify one tweet")
+async def predict(
+    body: Annotated[PredictRequest, Body(openapi_examples=_SINGLE_EXAMPLES)],
+    registry: ReadyRegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> Prediction:
+    """Label one tweet `positive` or `negative`, with both probabilities and the model's name and version.
+
+    Concurrent calls are grouped into shared model calls (micro-batching); each still gets its own answer.
+    """
+    check_text_lengths([body.text], settings.max_text_chars, "text")
+    model = resolve_model(registry, body.model)
+    proba = await model.batcher.predict([body.text])
+    return to_predictions(model, proba, metrics)[0]
+
+
+@router.post("/batch", summary="Classify up to 256 tweets")
+async def predict_batch(
+    body: Annotated[BatchPredictRequest, Body(openapi_examples=_BATCH_EXAMPLES)],
+    registry: ReadyRegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> BatchPredictResponse:
+    """One prediction per text, in the order given; the texts run in chunks of `MAX_BATCH_SIZE`."""
+    check_text_lengths(body.texts, settings.max_text_chars, "texts")
+    model = resolve_model(registry, body.model)
+    proba = await model.batcher.predict(body.texts)
+    predictions = to_predictions(model, proba, metrics)
+    return BatchPredictResponse(model=model.name, version=model.version, count=len(predictions),
+                                predictions=predictions)

@@ -1,0 +1,131 @@
+"""Start, probe, measure and stop the servers under test (each a process group of its own, on loopback)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent busy by the whole machine since boot (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One GET on loopback; (0, b"") when nothing answers yet."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        connection.close()
+
+
+@dataclass
+class ServerSpec:
+    """How to run and call one server.
+
+    Attributes:
+        name: row name in the results.
+        slug: short name for its log file.
+        command: the command line (its ``{port}`` is filled in).
+        ready_path: GET path that answers 200 once the server can predict.
+        single: (path, text → payload) for single-tweet requests.
+        batch: (path, texts → payload) for batch requests.
+        env: extra environment variables.
+    """
+
+    name: str
+    slug: str
+    command: list[str]
+    ready_path: str
+    single: tuple[str, Callable[[str], object]]
+    batch: tuple[str, Callable[[list[str]], object]]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class RunningServer:
+    """A started server: its port, process and log; use as a context manager to stop it."""
+
+    def __init__(self, spec: ServerSpec, log_dir: Path, ready_timeout: float) -> None:
+        self.spec = spec
+        self.port = free_port()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{spec.slug}-{self.port}.log"
+        env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT), "TOKENIZERS_PARALLELISM": "false",
+                            "HF_HUB_OFFLINE": "1"} | spec.env
+        command = [part.format(port=self.port, python=sys.executable) for part in spec.command]
+        started = time.perf_counter()
+        with self.log_path.open("wb") as log:
+            # A session of its own: stopping kills exactly this server and the workers it spawned.
+            self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log,
+                                            start_new_session=True)
+        self.ready_seconds = self._wait_ready(ready_timeout, started)
+
+    def _wait_ready(self, timeout: float, started: float) -> float:
+        deadline = started + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited with {self.process.returncode}; see {self.log_path}")
+            if get(self.port, self.spec.ready_path, timeout=1.0)[0] == 200:
+                return time.perf_counter() - started
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.spec.name} not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its children, in MB."""
+        import psutil
+
+        root = psutil.Process(self.process.pid)
+        processes = [root, *root.children(recursive=True)]
+        return round(sum(p.memory_info().rss for p in processes if p.is_running()) / 1e6, 1)
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its children."""
+        import psutil
+
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
