@@ -73,6 +73,7 @@ mlflow-server: install-train ## a real tracking server on 127.0.0.1:5000 with a 
 
 bench: install-dev ## benchmarks, side by side in one run; results under results/
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.train_memory
 
 docker-test: ## build and run both images for real (skips where Docker cannot run)
 	bash docker/test.sh
