@@ -66,6 +66,7 @@ def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, 
     from training import train_transformer as tt
 
     cfg = tt.TrainConfig(output_dir=str(args.minilm_dir or work / "minilm"), epochs=args.minilm_epochs,
+                         base_model=args.minilm_base_model, learning_rate=args.minilm_lr,
                          train_limit=args.minilm_limit, tiny=args.tiny, threads=args.threads,
                          log_every=args.log_every)
     train_set = sample(splits.train, cfg.train_limit, cfg.seed) if cfg.train_limit else splits.train
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minilm-epochs", type=float, default=1.0)
     parser.add_argument("--minilm-limit", type=int, default=0, help="train MiniLM on this many tweets (0: all)")
     parser.add_argument("--minilm-dir", default=None, help="training folder (checkpoints; resumed when present)")
+    parser.add_argument("--minilm-base-model", default="",
+                        help="start from this checkpoint (default: the all-MiniLM-L6-v2 weights), e.g. a "
+                             "fine-tuned model folder to continue training it")
+    parser.add_argument("--minilm-lr", type=float, default=5e-5, help="peak learning rate")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=20, help="training-loss logging interval (steps)")
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: artifacts/)")

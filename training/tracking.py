@@ -135,9 +135,29 @@ def log_model_run(*, name: str, family: str, params: dict[str, Any],
                 registered_model_name=config.REGISTERED_MODEL,
             )
             version = str(model_info.registered_model_version)
-            MlflowClient().set_registered_model_alias(config.REGISTERED_MODEL, name, version)
+            _move_alias_if_better(name, version, metrics.get(f"{config.VALIDATION_RANDOM_SET}_accuracy"))
         logger.info("logged run %s (%s), registered version %s", run.info.run_id, name, version)
         return run.info.run_id, version
+
+
+def _move_alias_if_better(alias: str, version: str, accuracy: float | None) -> None:
+    """Point the model-name alias at ``version`` unless the version it holds scores better.
+
+    The alias names the best version of each model, so a worse retraining stays registered (and visible)
+    without replacing what is served or exported.
+    """
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(config.REGISTERED_MODEL, alias)
+    except mlflow.exceptions.MlflowException:
+        current = None
+    if current is not None and accuracy is not None:
+        held = client.get_run(current.run_id).data.metrics.get(f"{config.VALIDATION_RANDOM_SET}_accuracy")
+        if held is not None and held > accuracy:
+            logger.info("%s: version %s (%.4f) does not beat version %s (%.4f); alias kept", alias, version,
+                        accuracy, current.version, held)
+            return
+    client.set_registered_model_alias(config.REGISTERED_MODEL, alias, version)
 
 
 def log_evaluation(model_uri: str, data_path: Path, metrics: dict[str, float], artifacts: dict[str, Any]) -> str:
