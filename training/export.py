@@ -105,7 +105,6 @@ def export_version(client: MlflowClient, name: str, version: Any, root: Path, *,
         meta.update({"version": str(version.version), "metrics": nested_metrics(dict(run.data.metrics)),
                      "mlflow": {"run_id": version.run_id, "registered_model": config.REGISTERED_MODEL,
                                 "model_version": str(version.version), "experiment": config.EXPERIMENT_NAME}})
-        meta.pop("files", None)
     same_version = meta.get("version") == str(version.version)
     meta["aliases"] = aliases if same_version else [a for a in meta.get("aliases", []) if a != config.CHAMPION_ALIAS]
     meta.pop("files", None)
