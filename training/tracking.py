@@ -7,7 +7,6 @@ Tracking defaults to the embedded sqlite store in the project (``mlflow.db``, ar
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from api.exports import sha256_file
 from api.preprocess import PREPROCESSING_VERSION
 from training import config
 from training.data import NEGATIVE_FILE, POSITIVE_FILE, Dataset
@@ -68,11 +68,7 @@ def file_hashes(paths: Iterable[Path]) -> dict[str, str]:
     for path in paths:
         for file in [path / NEGATIVE_FILE, path / POSITIVE_FILE] if path.is_dir() else [path]:
             if file.is_file():
-                digest = hashlib.sha256()
-                with file.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                        digest.update(block)
-                hashes[file.name] = digest.hexdigest()
+                hashes[file.name] = sha256_file(file)
     return hashes
 
 
