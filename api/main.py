@@ -42,7 +42,7 @@ from api.middleware import RequestContextMiddleware
 from api.registry import ModelRegistry
 from api.routes import compat, health, models, predict
 from api.schemas import TEXT_FIELD_MARK, ErrorResponse
-from api.security import KeyChecker, api_key_dependency
+from api.security import ApiKeyGate, KeyChecker, api_key_dependency
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,12 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
+    checker = KeyChecker(settings.api_keys)
+    if checker.enabled:
+        # Added before the context middleware, so it runs inside it: a 401 still gets an id, a log line, metrics.
+        app.add_middleware(ApiKeyGate, checker=checker, open_paths=_open_paths(app))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
-    checker = KeyChecker(settings.api_keys)
     guarded = [Depends(api_key_dependency(checker))] if checker.enabled else []
     errors = {**_ERRORS, **(_AUTH_ERRORS if checker.enabled else {})}
     body_routes = [*guarded, Depends(require_json)]
@@ -112,6 +115,14 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(health.router)
     _advertise_text_limit(app, settings.max_text_chars)
     return app
+
+
+def _open_paths(app: FastAPI) -> set[str]:
+    """Paths served without a key: health, metrics, the original greeting and the documentation."""
+    routers = (health.router, compat.open_router)
+    paths = {route.path for router in routers for route in router.routes if hasattr(route, "path")}
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    return paths | {path for path in docs if path}
 
 
 def _advertise_text_limit(app: FastAPI, max_text_chars: int) -> None:

@@ -19,6 +19,11 @@ access_logger = logging.getLogger("api.access")
 logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = REQUEST_ID_HEADER.lower().encode("latin-1")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
+# A log line must not grow with what a client sends.
+_LOGGED_PATH_CHARS = 200
 
 
 class RequestContextMiddleware:
@@ -64,12 +69,16 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            # The route template, not the raw path: unknown paths must not create one time series each.
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(template, scope["method"], status_code, elapsed)
-            access_logger.info(
-                "request",
-                extra={"method": scope["method"], "path": scope.get("path"), "route": template,
-                       "status": status_code, "duration_ms": round(elapsed * 1000, 3)},
-            )
+            # The route template, not the raw path, and a known method or "other": h11 accepts any method
+            # token and any path, and each distinct label value would be a new time series for ever.
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+            self.metrics.observe_request(template, method, status_code, elapsed)
+            if access_logger.isEnabledFor(logging.INFO):
+                path = scope.get("path", "")
+                access_logger.info(
+                    "request",
+                    extra={"method": method, "path": path[:_LOGGED_PATH_CHARS], "route": template,
+                           "status": status_code, "duration_ms": round(elapsed * 1000, 3)},
+                )
             request_id_var.reset(token)

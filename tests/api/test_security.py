@@ -66,3 +66,22 @@ def test_key_checker() -> None:
     for bad in (None, "", KEYS[0][:-1], KEYS[0] + "x", "ключ", "\ud800"):
         assert not checker.is_valid(bad)
     assert not KeyChecker([]).enabled
+
+
+@pytest.mark.parametrize("route", ["/v1/predict", "/v1/predict/batch", "/predict", "/predict_batch"])
+@pytest.mark.parametrize("raw", [b'{"text": ', b"not json", b'{"text": NaN}', b"[" * 2000])
+def test_key_is_checked_before_malformed_json(secured, route: str, raw: bytes) -> None:
+    """Audit finding 4: a keyless request with malformed JSON got a 422 with parser details."""
+    response = secured.post(route, content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401, response.text
+    assert "loc" not in response.text
+
+
+def test_key_is_checked_before_the_content_type(secured) -> None:
+    response = secured.post("/v1/predict", content=b"hi", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 401
+
+
+def test_unknown_paths_need_a_key_too(secured) -> None:
+    assert secured.get("/v2/anything").status_code == 401
+    assert secured.get("/v2/anything", headers={"X-API-Key": KEYS[0]}).status_code == 404

@@ -116,3 +116,43 @@ def test_non_finite_numbers_are_422(client, raw: bytes) -> None:
     route = "/v1/predict/batch" if b"texts" in raw else "/v1/predict"
     response = client.post(route, content=raw, headers=JSON)
     assert response.status_code == 422, response.text
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("route", SINGLE + BATCH)
+@pytest.mark.parametrize("depth", [480, 979, 5000, 100_000])
+def test_deeply_nested_json_is_a_client_error(client, route: str, depth: int, caplog) -> None:
+    """Audit finding 3: nesting once hit a RecursionError (500) and logged a 136 KB traceback per request."""
+    key = "texts" if route in BATCH else "text"
+    raw = f'{{"{key}": {_nested(depth)}}}'.encode()
+    with caplog.at_level("DEBUG"):
+        response = client.post(route, content=raw, headers=JSON)
+    assert 400 <= response.status_code < 500, response.text[:300]
+    assert len(response.content) < 2000
+    assert all(len(record.getMessage()) + len(str(record.__dict__)) < 4000 for record in caplog.records)
+
+
+@pytest.mark.parametrize("depth", [500, 2000])
+def test_deeply_nested_extra_field_is_a_client_error(client, depth: int, caplog) -> None:
+    raw = ('{"text": "fine", "extra": %s}' % ('{"a": ' * depth + "1" + "}" * depth)).encode()
+    with caplog.at_level("DEBUG"):
+        response = client.post("/v1/predict", content=raw, headers=JSON)
+    assert 400 <= response.status_code < 500, response.text[:300]
+    assert all(len(record.getMessage()) + len(str(record.__dict__)) < 4000 for record in caplog.records)
+
+
+@pytest.mark.parametrize("route", SINGLE)
+@pytest.mark.parametrize("text", ["\u0000", "\u0000\u0000\u0000", "\x07\x1f", "\x7f", "\u00ad", "\U000e0041",
+                                  "\ue000", "\u2028\u2029", "\u3000", "&nbsp;", "&amp;#8203;", "\x00 \u00ad \x1f"])
+def test_control_format_private_or_separator_only_text_is_422(client, route: str, text: str) -> None:
+    """Audit finding 5: texts with nothing visible (Cc, Cf, Co, Z*) once got a prediction."""
+    response = _post(client, route, {"text": text})
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("text", ["ok\u0000", "\u00adhi", "👍\u200d", "\ue000 great", "\u0644\u0627"])
+def test_text_with_a_visible_character_is_classified(client, text: str) -> None:
+    assert _post(client, "/v1/predict", {"text": text}).status_code == 200
