@@ -11,17 +11,23 @@ BentoML's adaptive batching and Ray Serve's ``@serve.batch`` do:
   lowers the expectation to what actually came, so when the crowd leaves only one request pays the wait;
 - a batch request is cut into chunks of at most ``max_batch_size`` texts of similar length (sorted, then
   answered in the original order), queued like any other request;
-- the model call runs in a thread (ONNX Runtime releases the GIL), so the event loop keeps serving.
+- the model call runs in a thread (ONNX Runtime releases the GIL), so the event loop keeps serving;
+- the queue is bounded in texts (``max_queue_texts``): a request that does not fit is refused at once with
+  :class:`QueueFullError` (load shedding, a 503 over HTTP) instead of waiting minutes behind the others;
+- a request that misses its deadline, or whose client went away, leaves the queue before the model sees it:
+  its texts are skipped by the worker and no longer count against the bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,6 +37,29 @@ logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[Sequence[str]], np.ndarray]
 BatchObserver = Callable[[int, float], None]
+# Called with the reason ("shed", "timed_out" or "cancelled") each time a request is refused or dropped.
+DropObserver = Callable[[str], None]
+SHED, TIMED_OUT, CANCELLED = "shed", "timed_out", "cancelled"
+
+
+class QueueFullError(RuntimeError):
+    """The model's queue cannot take these texts now; ``retry_after`` is a fair guess in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineError(TimeoutError):
+    """The request's deadline passed before the model answered; its queued texts were dropped."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AbandonedError(RuntimeError):
+    """The caller stopped waiting (the HTTP client disconnected); its queued texts were dropped."""
 
 
 def _fail(future: asyncio.Future[np.ndarray], error: Exception) -> None:
@@ -42,6 +71,8 @@ def _fail(future: asyncio.Future[np.ndarray], error: Exception) -> None:
 class _Pending:
     texts: list[str]
     future: asyncio.Future[np.ndarray]
+    # True once the worker took it off the queue (its texts no longer count against the bound).
+    taken: bool = False
 
 
 class MicroBatcher:
@@ -60,6 +91,8 @@ class MicroBatcher:
         max_wait_ms: float = 5.0,
         name: str = "model",
         on_batch: BatchObserver | None = None,
+        max_queue_texts: int | None = None,
+        on_drop: DropObserver | None = None,
     ) -> None:
         """Args:
         predict_proba: the model call, ``texts -> (n, 2)`` probabilities; run in a worker thread.
@@ -67,9 +100,19 @@ class MicroBatcher:
         max_wait_ms: longest wait for a batch to fill once the worker has texts to run.
         name: model name, for logs and the thread name.
         on_batch: called with (texts in the call, seconds) after each successful call.
+        max_queue_texts: most texts waiting for the model (None: no bound); a request arriving at an empty
+            queue is always taken, however large.
+        on_drop: called with the reason each time a request is shed, times out or is abandoned.
         """
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if max_queue_texts is not None and max_queue_texts < 1:
+            raise ValueError("max_queue_texts must be at least 1")
+        self.max_queue_texts = max_queue_texts
+        self._on_drop = on_drop
+        self._queued_texts = 0
+        # Texts per second of recent model calls, to tell a shed client when to come back.
+        self._rate: float | None = None
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.name = name
@@ -83,31 +126,114 @@ class MicroBatcher:
         # Texts expected in the next batch: how many clients seem to be sending at once.
         self._expected = 1
 
-    async def predict(self, texts: Sequence[str]) -> np.ndarray:
+    @property
+    def queued_texts(self) -> int:
+        """Texts waiting for the model (not counting the call in progress)."""
+        return self._queued_texts
+
+    def retry_after(self) -> int:
+        """Seconds until the queue has likely drained, from the recent model rate (1 to 60)."""
+        rate = self._rate or 100.0
+        return min(60, max(1, math.ceil(self._queued_texts / rate)))
+
+    async def predict(
+        self,
+        texts: Sequence[str],
+        *,
+        timeout: float | None = None,
+        abandoned: Awaitable[object] | None = None,
+    ) -> np.ndarray:
         """Probabilities for ``texts`` (any number), in order, computed in shared batches.
 
+        Args:
+            texts: the texts.
+            timeout: seconds to wait for the answer (queue and model call), None for no deadline.
+            abandoned: completes when the caller no longer wants the answer (a client disconnect watcher).
+
         Raises:
+            QueueFullError: the queue is full (nothing was queued).
+            DeadlineError: ``timeout`` passed; the texts still queued were dropped.
+            AbandonedError: ``abandoned`` completed first; the texts still queued were dropped.
             Exception: whatever the model call raised for a batch holding these texts.
         """
+        limit = self.max_queue_texts
+        shed = limit is not None and self._queued_texts and self._queued_texts + len(texts) > limit
+        if (not texts or shed) and inspect.iscoroutine(abandoned):
+            abandoned.close()  # never awaited: close it rather than leave a warning behind
         if not texts:
             return np.empty((0, 2), dtype=np.float32)
+        if shed:
+            self._dropped(SHED)
+            raise QueueFullError(
+                f"model {self.name} is busy: {self._queued_texts} texts queued (limit {limit}); retry later",
+                self.retry_after())
         loop, wakeup = self._ensure_worker()
         # A request larger than one call is cut after sorting by length, so each chunk pads only to tweets
         # of similar length (a transformer's cost grows with the padded width); answers are put back in order.
         order = np.argsort([len(t) for t in texts], kind="stable") if len(texts) > self.max_batch_size else None
         ordered = [texts[i] for i in order] if order is not None else list(texts)
-        futures = []
+        pendings = []
         for start in range(0, len(ordered), self.max_batch_size):
-            future: asyncio.Future[np.ndarray] = loop.create_future()
-            self._queue.append(_Pending(ordered[start : start + self.max_batch_size], future))
-            futures.append(future)
+            pending = _Pending(ordered[start : start + self.max_batch_size], loop.create_future())
+            self._queue.append(pending)
+            pendings.append(pending)
+        self._queued_texts += len(texts)
         wakeup.set()
-        parts = await asyncio.gather(*futures)
+        parts = await self._wait(pendings, timeout, abandoned)
         if order is None:
             return parts[0]
         proba = np.empty((len(texts), 2), dtype=np.float32)
         proba[order] = np.concatenate(parts)
         return proba
+
+    async def _wait(self, pendings: list[_Pending], timeout: float | None,
+                    abandoned: Awaitable[object] | None) -> list[np.ndarray]:
+        """The answers of ``pendings``, or drop them when the deadline passes or the caller goes away."""
+        answer: asyncio.Future = pendings[0].future if len(pendings) == 1 else asyncio.gather(
+            *(p.future for p in pendings))
+        if timeout is None and abandoned is None:
+            try:
+                result = await answer
+            except asyncio.CancelledError:
+                self._drop(pendings, CANCELLED)
+                raise
+            return [result] if len(pendings) == 1 else result
+        watcher = asyncio.ensure_future(abandoned) if abandoned is not None else None
+        try:
+            waiting = {answer} if watcher is None else {answer, watcher}
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._drop(pendings, CANCELLED)
+            raise
+        finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+        if answer in done:
+            result = answer.result()
+            return [result] if len(pendings) == 1 else result
+        if watcher is not None and watcher in done:
+            self._drop(pendings, CANCELLED)
+            raise AbandonedError(f"the caller of model {self.name} went away")
+        self._drop(pendings, TIMED_OUT)
+        raise DeadlineError(f"model {self.name} did not answer within {timeout:g} s; retry later",
+                            self.retry_after())
+
+    def _drop(self, pendings: list[_Pending], reason: str) -> None:
+        """Take the texts of an abandoned request out of the queue's count; the worker skips them."""
+        for pending in pendings:
+            if not pending.taken:
+                self._queued_texts -= len(pending.texts)
+                pending.taken = True
+            if not pending.future.done():
+                pending.future.cancel()
+        self._dropped(reason)
+
+    def _dropped(self, reason: str) -> None:
+        if self._on_drop is not None:
+            try:
+                self._on_drop(reason)
+            except Exception:  # metrics must never break a request
+                logger.exception("drop observer failed")
 
     async def aclose(self) -> None:
         """Stop the worker, fail what is still queued and release the thread (a later predict restarts them)."""
@@ -140,7 +266,11 @@ class MicroBatcher:
 
     def _fail_queued(self, error: Exception) -> None:
         while self._queue:
-            future = self._queue.popleft().future
+            pending = self._queue.popleft()
+            if not pending.taken:
+                pending.taken = True
+                self._queued_texts -= len(pending.texts)
+            future = pending.future
             loop = future.get_loop()
             if future.done() or loop.is_closed():
                 continue
@@ -190,12 +320,22 @@ class MicroBatcher:
 
     def _take(self, batch: list[_Pending], size: int) -> int:
         """Move queued requests into ``batch`` while they fit; return the batch's text count."""
-        while self._queue and size + len(self._queue[0].texts) <= self.max_batch_size:
-            pending = self._queue.popleft()
-            if pending.future.done():  # the client went away (cancelled): skip its texts
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if head.taken or head.future.done():  # dropped (deadline, client gone): skip its texts
+                queue.popleft()
+                if not head.taken:
+                    head.taken = True
+                    self._queued_texts -= len(head.texts)
                 continue
-            batch.append(pending)
-            size += len(pending.texts)
+            if size + len(head.texts) > self.max_batch_size:
+                break
+            queue.popleft()
+            head.taken = True
+            self._queued_texts -= len(head.texts)
+            batch.append(head)
+            size += len(head.texts)
         return size
 
     async def _execute(self, batch: list[_Pending]) -> None:
@@ -219,6 +359,8 @@ class MicroBatcher:
                     pending.future.set_exception(error)
             return
         elapsed = time.perf_counter() - started
+        rate = len(texts) / max(elapsed, 1e-6)
+        self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
         offset = 0
         for pending in batch:
             end = offset + len(pending.texts)

@@ -6,12 +6,19 @@ from collections.abc import Sequence
 from email.message import Message
 from typing import Annotated
 
+import numpy as np
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
+from starlette.types import Receive
 
+from api.batching import AbandonedError, DeadlineError, QueueFullError
+from api.classify import classify
 from api.metrics import Metrics
 from api.registry import ModelRegistry, NotReadyError, ServedModel, UnknownModelError
 from api.settings import Settings
+
+# nginx's code for "client closed request": only logs and metrics ever see it, the client is gone.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def get_settings(request: Request) -> Settings:
@@ -87,3 +94,27 @@ def require_json(request: Request) -> None:
             return
     raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                         f"send the body as application/json (got {header or 'no Content-Type'})")
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Returns when the client disconnects (the body was already read, so only ``http.disconnect`` comes)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def classify_request(request: Request, model: ServedModel, texts: Sequence[str], settings: Settings,
+                           metrics: Metrics) -> np.ndarray:
+    """:func:`api.classify.classify` for an HTTP request: dropped if the client leaves, 503 when overloaded.
+
+    Raises:
+        HTTPException: 503 with ``Retry-After`` when the queue is full or ``REQUEST_TIMEOUT_S`` passed; 499
+            (never seen by the client) when it disconnected.
+    """
+    try:
+        return await classify(model, texts, metrics, timeout=settings.request_timeout_s,
+                              abandoned=_client_gone(request.receive))
+    except (QueueFullError, DeadlineError) as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error),
+                            headers={"Retry-After": str(error.retry_after)}) from error
+    except AbandonedError as error:
+        raise HTTPException(CLIENT_CLOSED_REQUEST, "client closed the request") from error

@@ -58,7 +58,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown model."},
     413: {"model": ErrorResponse, "description": "Body larger than MAX_BODY_BYTES."},
     415: {"model": ErrorResponse, "description": "Body not sent as application/json."},
-    503: {"model": ErrorResponse, "description": "Models not loaded yet (retry) or failed to load."},
+    503: {"model": ErrorResponse, "description": "Models not loaded yet, queue full or deadline passed (retry "
+          "after Retry-After seconds), or models failed to load."},
 }
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse, "description": "Missing or bad API key."}}
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     metrics = registry.metrics or Metrics()
     registry.metrics = metrics
     metrics.models_ready.set_function(lambda: float(registry.ready))
+    metrics.queue_limit.set(settings.max_queue_texts)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -6,6 +6,8 @@ or the API mounted in Streamlit next to other instrumented code) without "duplic
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # HTTP latency: the service answers in milliseconds, the seed-style server in tens of milliseconds.
@@ -44,6 +46,21 @@ class Metrics:
             "predictions_total", "Predictions served, by model and label.",
             ["model", "label"], registry=self.registry,
         )
+        self.queue_texts = Gauge(
+            "model_queue_texts", "Texts waiting for the model (not counting the call in progress).",
+            ["model"], registry=self.registry,
+        )
+        self.queue_limit = Gauge(
+            "model_queue_limit_texts", "Most texts allowed to wait per model (MAX_QUEUE_TEXTS).", registry=self.registry,
+        )
+        self.dropped = {
+            reason: Counter(name, help_text, ["model"], registry=self.registry)
+            for reason, name, help_text in (
+                ("shed", "requests_shed_total", "Requests refused at once with 503 because the queue was full."),
+                ("timed_out", "requests_timed_out_total", "Requests answered 503 at REQUEST_TIMEOUT_S, work dropped."),
+                ("cancelled", "requests_cancelled_total", "Requests whose client went away; queued work dropped."),
+            )
+        }
         self.models_ready = Gauge("models_ready", "1 when the models are loaded and warmed up.", registry=self.registry)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -57,6 +74,16 @@ class Metrics:
         """Record one model call of ``size`` texts."""
         self.batch_size.labels(model).observe(size)
         self.inference.labels(model).observe(seconds)
+
+    def track_queue(self, model: str, depth: Callable[[], float]) -> None:
+        """Report ``model``'s queue depth on each scrape and create its drop counters at 0 (a stable series set)."""
+        self.queue_texts.labels(model).set_function(depth)
+        for counter in self.dropped.values():
+            counter.labels(model)
+
+    def observe_drop(self, model: str, reason: str) -> None:
+        """Count one request shed, timed out or cancelled."""
+        self.dropped[reason].labels(model).inc()
 
     def count_predictions(self, model: str, label: str, count: int = 1) -> None:
         self.predictions.labels(model, label).inc(count)

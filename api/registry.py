@@ -116,6 +116,8 @@ class ModelRegistry:
         self._skipped: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready_seconds: float | None = None
+        # The server's event loop, where the batchers run; other threads hand their predictions to it.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def state(self) -> str:
@@ -178,6 +180,7 @@ class ModelRegistry:
 
     async def start(self) -> None:
         """Load in a worker thread and wait for it; concurrent callers share one load."""
+        self.loop = asyncio.get_running_loop()
         if self._state in ("ready", "failed"):
             return
         if self._task is None or self._task.get_loop() is not asyncio.get_running_loop():
@@ -186,6 +189,7 @@ class ModelRegistry:
 
     def start_background(self) -> None:
         """Begin loading without waiting (from a lifespan or a readiness probe)."""
+        self.loop = asyncio.get_running_loop()
         if self._state == "not_started" and self._task is None:
             self._task = asyncio.create_task(asyncio.to_thread(self.load), name="load-models")
 
@@ -259,10 +263,19 @@ class ModelRegistry:
             if self.metrics is not None:  # read now: an app may attach its metrics after the load
                 self.metrics.observe_batch(predictor.name, size, seconds)
 
-        return MicroBatcher(
+        def on_drop(reason: str) -> None:
+            if self.metrics is not None:
+                self.metrics.observe_drop(predictor.name, reason)
+
+        batcher = MicroBatcher(
             predictor.predict_proba,
             max_batch_size=self.settings.max_batch_size,
             max_wait_ms=self.settings.max_batch_wait_ms,
             name=predictor.name,
             on_batch=on_batch,
+            max_queue_texts=self.settings.max_queue_texts,
+            on_drop=on_drop,
         )
+        if self.metrics is not None:
+            self.metrics.track_queue(predictor.name, lambda: float(batcher.queued_texts))
+        return batcher

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="Longest wait for more requests to fill a micro-batch under load."
     )
+    max_queue_texts: int = Field(
+        default=512, ge=1, le=1_000_000,
+        description="Most texts waiting per model; a request that does not fit gets 503 with Retry-After at once.",
+    )
+    request_timeout_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="Deadline of a prediction (queue and model call); past it 503 with Retry-After, work dropped.",
+    )
     max_text_chars: int = Field(default=1000, ge=1, le=100_000, description="Longest accepted text, in characters.")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest accepted request body (413 above).")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(

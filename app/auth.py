@@ -1,4 +1,9 @@
-"""The maintainer page's lock: constant-time comparison, and a growing delay after wrong secrets."""
+"""The maintainer page's lock: constant-time comparison, and a growing delay after wrong secrets, per client.
+
+The delay is counted per client address, so a visitor guessing the secret slows only themselves and never
+locks the maintainer out. :func:`client_address` says who the client is: the connection's peer, or, when
+that peer is a proxy listed in ``TRUSTED_PROXIES``, the client that the proxy names in X-Forwarded-For.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,16 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 logger = logging.getLogger(__name__)
+
+# st.context.ip_address is None for a loopback peer; a proxy on the same host is trusted as this address.
+LOOPBACK = "127.0.0.1"
+IPV6_CLIENT_PREFIX = 64  # one IPv6 subscriber gets a whole /64: throttling single addresses would not slow it
 
 
 @dataclass(frozen=True)
@@ -18,38 +29,114 @@ class LoginResult:
     message: str = ""
 
 
-class LoginGuard:
-    """Checks maintainer secrets for every session of the process.
+@dataclass
+class _Failures:
+    count: int
+    blocked_until: float
+    last: float
 
-    Each wrong attempt sleeps ``base_delay_s`` and blocks further attempts for a delay that doubles with
-    each consecutive failure (capped at ``max_delay_s``); a right attempt resets the count.
+
+def _parse(text: str) -> IPv4Address | IPv6Address | None:
+    """An address from a peer or an X-Forwarded-For entry (some proxies append the port), or None."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [2001:db8::1]:52814
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # 192.0.2.1:52814
+        text = text.partition(":")[0]
+    try:
+        address = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+    return address
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str],
+                   trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
+    """The address a login attempt comes from, as far as it can be trusted.
+
+    Args:
+        peer: the connection's peer (``st.context.ip_address``; None for a loopback peer).
+        forwarded_for: the X-Forwarded-For header values, in the order received.
+        trusted_proxies: the proxies whose X-Forwarded-For is believed (``TRUSTED_PROXIES``).
+
+    Returns:
+        The peer, unless it is a trusted proxy: then the header is read from the right, each trusted proxy
+        vouching for the hop before it, and the first address that is not a trusted proxy is the client.
+        Entries left of it were written by the client itself and are ignored.
+    """
+    current = peer or LOOPBACK
+    hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    while hops:
+        address = _parse(current)
+        if address is None or not any(address in network for network in trusted_proxies):
+            break
+        forwarded = _parse(hops.pop())
+        if forwarded is None:  # a garbled header: the last trusted hop is all that is known
+            break
+        current = str(forwarded)
+    address = _parse(current)
+    return current if address is None else str(address)
+
+
+def _throttle_key(client: str) -> str:
+    address = _parse(client)
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return client
+
+
+class LoginGuard:
+    """Checks maintainer secrets, with a delay after wrong ones counted for each client on its own.
+
+    Each wrong attempt sleeps ``base_delay_s`` and blocks that client's further attempts for a delay that
+    doubles with each consecutive failure (capped at ``max_delay_s``); a right attempt resets its count.
+    IPv6 clients are counted per /64. At most ``max_clients`` clients are remembered (the one whose last
+    failure is oldest is dropped first), each for ``forget_after_s`` after its last failure, so many
+    addresses cannot grow the memory without bound.
     """
 
-    def __init__(self, base_delay_s: float = 2.0, max_delay_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, base_delay_s: float = 2.0, max_delay_s: float = 60.0, max_clients: int = 10_000,
+                 forget_after_s: float = 3600.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.max_clients = max_clients
+        self.forget_after_s = forget_after_s
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._failures = 0
-        self._blocked_until = 0.0
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()  # oldest last failure first
 
-    def check(self, attempt: str, secret: str | None) -> LoginResult:
-        """Compare ``attempt`` with ``secret`` unless attempts are blocked for now."""
+    def check(self, attempt: str, secret: str | None, *, client: str) -> LoginResult:
+        """Compare ``attempt`` with ``secret`` unless ``client``'s attempts are blocked for now."""
         if not secret:
             return LoginResult(False, "The maintainer page is disabled: MAINTAINER_SECRET is not configured.")
+        key = _throttle_key(client)
         with self._lock:
-            wait = self._blocked_until - self._clock()
-            if wait > 0:
+            now = self._clock()
+            self._forget(now)
+            failures = self._failures.get(key)
+            if failures is not None and failures.blocked_until > now:
+                wait = failures.blocked_until - now
                 return LoginResult(False, f"Too many wrong attempts: try again in {wait:.0f} s.")
             if hmac.compare_digest(attempt.encode("utf-8"), secret.encode("utf-8")):
-                self._failures = 0
+                self._failures.pop(key, None)
                 return LoginResult(True)
-            self._failures += 1
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (self._failures - 1))
-            self._blocked_until = self._clock() + delay
-            failures = self._failures
-        logger.warning("wrong maintainer secret (%d consecutive)", failures)
+            count = 1 if failures is None else failures.count + 1
+            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (count - 1))
+            self._failures[key] = _Failures(count, now + delay, now)
+            self._failures.move_to_end(key)
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)
+        logger.warning("wrong maintainer secret from %s (%d consecutive)", key, count)
         self._sleep(self.base_delay_s)
         return LoginResult(False, "Wrong secret.")
+
+    def _forget(self, now: float) -> None:
+        while self._failures:
+            oldest = next(iter(self._failures.values()))
+            if now - oldest.last < self.forget_after_s:
+                return
+            self._failures.popitem(last=False)

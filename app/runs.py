@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from app.settings import redact_uri
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "tweet-sentiment"
@@ -121,7 +123,7 @@ def seed_from_records(runs_dir: str | Path, tracking_uri: str) -> list[str]:
         known[experiment_id].add(source_id)
         created.append(run_id)
     if created:
-        logger.info("seeded %d MLflow run(s) from %s into %s", len(created), runs_dir, tracking_uri)
+        logger.info("seeded %d MLflow run(s) from %s into %s", len(created), runs_dir, redact_uri(tracking_uri))
     return created
 
 
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     created = seed_from_records(args.runs_dir, args.tracking_uri)
-    logger.info("%d run(s) created in %s", len(created), args.tracking_uri)
+    logger.info("%d run(s) created in %s", len(created), redact_uri(args.tracking_uri))
     return 0
 
 

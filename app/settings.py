@@ -4,17 +4,21 @@ Every setting is an environment variable (documented in the README, section "Str
 secrets, ``APPLICATIONINSIGHTS_CONNECTION_STRING`` and ``MAINTAINER_SECRET``, are read here and nowhere else:
 from the environment first, then from ``st.secrets`` (``.streamlit/secrets.toml``, git-ignored). Placeholder
 values such as ``changethis`` are treated as unset, so a copied example file never unlocks anything.
+:func:`redact_uri` is what the pages show of a URI that may carry credentials (``MLFLOW_TRACKING_URI``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import unquote_plus, urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,9 @@ AZURE_SELF_DIAGNOSTICS_FLAGS = (
     "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED",
     "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
 )
+REDACTED = "***"
+# Query parameters whose value is a credential: ?token=, ?access_token=, ?password=, ?api_key=, Azure's ?sig=
+_CREDENTIAL_PARAMETER = re.compile(r"token|pass|pwd|secret|key|sig|auth|cred", re.IGNORECASE)
 
 
 class AppSettings(BaseSettings):
@@ -52,7 +59,16 @@ class AppSettings(BaseSettings):
     alert_threshold: int = Field(3, ge=0, validation_alias="ALERT_THRESHOLD")
     alert_window_minutes: int = Field(5, ge=1, validation_alias="ALERT_WINDOW_MINUTES")
     maintainer_delay_s: float = Field(2.0, ge=0, validation_alias="MAINTAINER_FAILED_LOGIN_DELAY_S")
+    maintainer_session_ttl_min: float = Field(30.0, gt=0, validation_alias="MAINTAINER_SESSION_TTL_MIN")
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field((), validation_alias="TRUSTED_PROXIES")
     batch_max_rows: int = Field(10_000, ge=1, validation_alias="BATCH_MAX_ROWS")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @property
     def runs_dir(self) -> Path:
@@ -100,3 +116,23 @@ def connection_string() -> str | None:
 def maintainer_secret() -> str | None:
     """The maintainer page's secret, or None (the page stays locked)."""
     return _secret(MAINTAINER_SECRET_KEY)
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` as it may be shown to anyone: no user or password, no credential in the query string.
+
+    >>> redact_uri("https://alice:pw@mlflow.example/?token=abc&workspace=7")
+    'https://***@mlflow.example/?token=***&workspace=7'
+    """
+    parts = urlsplit(uri)
+    shown = uri  # edited in place: a urlunsplit round trip rewrites sqlite:///path as sqlite:/path
+    if "@" in parts.netloc:
+        shown = shown.replace(f"//{parts.netloc}", f"//{REDACTED}@{parts.netloc.rpartition('@')[2]}", 1)
+    if parts.query:
+        fields = []
+        for field in parts.query.split("&"):
+            name, equals, _ = field.partition("=")
+            credential = equals and _CREDENTIAL_PARAMETER.search(unquote_plus(name))
+            fields.append(f"{name}={REDACTED}" if credential else field)
+        shown = shown.replace(f"?{parts.query}", f"?{'&'.join(fields)}", 1)
+    return shown

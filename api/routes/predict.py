@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 
-from api.deps import MetricsDep, ReadyRegistryDep, SettingsDep, check_text_lengths, resolve_model
-from api.metrics import Metrics
+from api.deps import (
+    MetricsDep,
+    ReadyRegistryDep,
+    SettingsDep,
+    check_text_lengths,
+    classify_request,
+    resolve_model,
+)
 from api.registry import ServedModel
 from api.schemas import BatchPredictRequest, BatchPredictResponse, Prediction, PredictRequest, Probabilities
 
@@ -25,24 +31,19 @@ _BATCH_EXAMPLES = {
 }
 
 
-def to_predictions(model: ServedModel, proba: np.ndarray, metrics: Metrics) -> list[Prediction]:
-    """Turn an (n, 2) probability array into predictions and count them per label."""
+def to_predictions(model: ServedModel, proba: np.ndarray) -> list[Prediction]:
+    """Turn an (n, 2) probability array into predictions."""
     labels = model.predictor.labels
-    indices = proba.argmax(axis=1)
-    predictions = [
+    return [
         Prediction(label=labels[i], confidence=float(row[i]), model=model.name, version=model.version,
                    probabilities=Probabilities(negative=float(row[0]), positive=float(row[1])))
-        for row, i in zip(proba, indices, strict=True)
+        for row, i in zip(proba.tolist(), proba.argmax(axis=1).tolist(), strict=True)
     ]
-    for index, label in enumerate(labels):
-        count = int((indices == index).sum())
-        if count:
-            metrics.count_predictions(model.name, label, count)
-    return predictions
 
 
 @router.post("", summary="Classify one tweet")
 async def predict(
+    request: Request,
     body: Annotated[PredictRequest, Body(openapi_examples=_SINGLE_EXAMPLES)],
     registry: ReadyRegistryDep,
     settings: SettingsDep,
@@ -51,15 +52,17 @@ async def predict(
     """Label one tweet `positive` or `negative`, with both probabilities and the model's name and version.
 
     Concurrent calls are grouped into shared model calls (micro-batching); each still gets its own answer.
+    503 with `Retry-After` when the model's queue is full or the answer misses `REQUEST_TIMEOUT_S`.
     """
     check_text_lengths([body.text], settings.max_text_chars, "text")
     model = resolve_model(registry, body.model)
-    proba = await model.batcher.predict([body.text])
-    return to_predictions(model, proba, metrics)[0]
+    proba = await classify_request(request, model, [body.text], settings, metrics)
+    return to_predictions(model, proba)[0]
 
 
 @router.post("/batch", summary="Classify up to 256 tweets")
 async def predict_batch(
+    request: Request,
     body: Annotated[BatchPredictRequest, Body(openapi_examples=_BATCH_EXAMPLES)],
     registry: ReadyRegistryDep,
     settings: SettingsDep,
@@ -68,7 +71,7 @@ async def predict_batch(
     """One prediction per text, in the order given; the texts run in chunks of `MAX_BATCH_SIZE`."""
     check_text_lengths(body.texts, settings.max_text_chars, "texts")
     model = resolve_model(registry, body.model)
-    proba = await model.batcher.predict(body.texts)
-    predictions = to_predictions(model, proba, metrics)
+    proba = await classify_request(request, model, body.texts, settings, metrics)
+    predictions = to_predictions(model, proba)
     return BatchPredictResponse(model=model.name, version=model.version, count=len(predictions),
                                 predictions=predictions)

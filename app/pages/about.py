@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import services, ui
-from app.settings import get_settings
+from app.settings import get_settings, redact_uri
 
 st.title("About")
 registry = ui.require_models()
@@ -24,5 +24,5 @@ st.markdown(
     f"- Feedback database: `{settings.feedback_db}`\n"
     f"- Telemetry: **{'on' if flusher.enabled else 'off'}**; tweet text "
     f"{'included' if settings.telemetry_include_text else 'not included'} in events (TELEMETRY_INCLUDE_TEXT)\n"
-    f"- MLflow: `{settings.mlflow_tracking_uri}`")
+    f"- MLflow: `{redact_uri(settings.mlflow_tracking_uri)}`")
 ui.telemetry_notice()

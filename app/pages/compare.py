@@ -5,19 +5,22 @@ from __future__ import annotations
 import streamlit as st
 
 from app import charts, runs, services
-from app.settings import get_settings
+from app.settings import get_settings, redact_uri
 
 settings = get_settings()
 uri = settings.mlflow_tracking_uri
+shown_uri = redact_uri(uri)
 st.title("Compare models")
 top = st.columns([4, 1])
-top[0].caption(f"Runs read from MLflow ({uri}); an empty store is first seeded from {settings.runs_dir}.")
+top[0].caption(f"Runs read from MLflow ({shown_uri}); an empty store is first seeded from {settings.runs_dir}.")
 if top[1].button("Refresh runs", key="refresh_runs"):
     services.runs_frame.clear()
 try:
     all_runs = services.runs_frame(uri, str(settings.runs_dir), settings.seed_runs)
 except Exception as error:  # an unreachable tracking server, a locked or foreign database
-    st.error(f"Could not read the runs from MLflow at {uri}: {error}", icon=":material/error:")
+    # MLflow's messages quote the URL it called, credentials included
+    st.error(f"Could not read the runs from MLflow at {shown_uri}: {str(error).replace(uri, shown_uri)}",
+             icon=":material/error:")
     st.stop()
 latest = runs.latest_per_model(all_runs)
 if latest.empty:

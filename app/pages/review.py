@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from time import monotonic
 
 import pandas as pd
 import streamlit as st
@@ -10,10 +11,14 @@ import streamlit as st
 from api.exports import LABELS
 from app import alerts, charts, services
 from app.feedback import FeedbackFilter
-from app.settings import maintainer_secret
+from app.settings import get_settings, maintainer_secret
 
-UNLOCKED = "maintainer_unlocked"
+UNLOCKED_AT = "maintainer_unlocked_at"  # time.monotonic() of the unlock
 ALL = "(all)"
+
+
+def _lock() -> None:
+    st.session_state.pop(UNLOCKED_AT, None)
 
 
 def _unlock() -> None:
@@ -26,9 +31,9 @@ def _unlock() -> None:
         attempt = st.text_input("Maintainer secret", type="password", key="secret_attempt")
         submitted = st.form_submit_button("Unlock")
     if submitted:
-        result = services.login_guard().check(attempt, secret)
+        result = services.login_guard().check(attempt, secret, client=services.client_ip())
         if result.ok:
-            st.session_state[UNLOCKED] = True
+            st.session_state[UNLOCKED_AT] = monotonic()
             st.rerun()
         st.error(result.message)
     st.stop()
@@ -59,24 +64,36 @@ def _review_form(rows: list[dict]) -> None:
                                                 f"predicted {by_id[i]['predicted_label']} · {i[:8]}")
     row = by_id[chosen]
     st.code(row["text"], language=None, wrap_lines=True)
+    # Keyed by item: a widget with a fixed key keeps its value and ignores a new default, so the form would
+    # show (and save) the previous item's label and note on the next one.
     with st.form(f"review_{chosen}"):
         true_label = st.radio("True label", LABELS, index=LABELS.index(row["true_label"]), horizontal=True,
-                              key="review_label")
-        note = st.text_input("Note", value=row["review_note"] or "", key="review_note")
-        reviewed = st.checkbox("Reviewed", value=True, key="review_done")
+                              key=f"review_label_{chosen}")
+        note = st.text_input("Note", value=row["review_note"] or "", key=f"review_note_{chosen}")
+        reviewed = st.checkbox("Reviewed", value=True, key=f"review_done_{chosen}")
         if st.form_submit_button("Save review"):
             services.feedback_store().review(chosen, true_label=true_label, note=note, reviewed=reviewed)
             st.toast("Review saved.", icon=":material/check:")
             st.rerun()
 
 
-if not st.session_state.get(UNLOCKED):
+ttl_min = get_settings().maintainer_session_ttl_min
+unlocked_at = st.session_state.get(UNLOCKED_AT)
+expired = unlocked_at is not None and monotonic() - unlocked_at > ttl_min * 60
+if unlocked_at is None or expired:
+    _lock()
     st.title("Review feedback")
+    if expired:
+        st.info(f"The page locked itself {ttl_min:g} minutes after it was unlocked (MAINTAINER_SESSION_TTL_MIN): "
+                "enter the secret again.", icon=":material/lock_clock:")
     _unlock()
 
 store = services.feedback_store()
 flusher = services.telemetry_flusher()
-st.title("Review feedback")
+head = st.columns([6, 1], vertical_alignment="bottom")
+head[0].title("Review feedback")
+head[1].button("Lock", key="lock_review", icon=":material/lock:", on_click=_lock,
+               help=f"Lock this page now (it locks itself {ttl_min:g} minutes after it was unlocked).")
 state = alerts.evaluate(store, services.alert_rule())
 if state.firing:
     st.error(state.message, icon=":material/notifications_active:")

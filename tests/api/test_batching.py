@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from api.batching import MicroBatcher
+from api.batching import AbandonedError, DeadlineError, MicroBatcher, QueueFullError
 
 
 class FakeModel:
@@ -190,3 +190,129 @@ def test_restarts_after_close() -> None:
 
     run(scenario())
     assert model.calls == [1, 1, 1]
+
+
+class GatedModel(FakeModel):
+    """Blocks each call until the test opens the gate, so the queue can be filled behind a running call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.started.set()
+        self.gate.wait(5)
+        return super().__call__(texts)
+
+
+async def _busy(batcher: MicroBatcher, model: GatedModel) -> asyncio.Task:
+    """Start a call and wait until the model is running it (the queue is empty again)."""
+    running = asyncio.ensure_future(batcher.predict(["in flight"]))
+    while not model.started.is_set():
+        await asyncio.sleep(0.001)
+    return running
+
+
+def test_a_full_queue_sheds_at_once_and_counts_it() -> None:
+    """Audit finding 1: the queue had no bound; now a request that does not fit is refused straight away."""
+    model, drops = GatedModel(), []
+    batcher = MicroBatcher(model, max_batch_size=4, max_queue_texts=8, on_drop=drops.append)
+
+    async def scenario():
+        running = await _busy(batcher, model)
+        queued = [asyncio.ensure_future(batcher.predict([f"q{i}", f"r{i}"])) for i in range(4)]
+        await asyncio.sleep(0)
+        assert batcher.queued_texts == 8
+        started = time.perf_counter()
+        with pytest.raises(QueueFullError) as refused:
+            await batcher.predict(["one too many"])
+        assert time.perf_counter() - started < 0.5
+        assert refused.value.retry_after >= 1
+        model.gate.set()
+        await asyncio.gather(running, *queued)
+        assert batcher.queued_texts == 0
+        await batcher.predict(["fits again"])
+        await batcher.aclose()
+
+    run(scenario())
+    assert drops == ["shed"]
+
+
+def test_a_large_request_is_taken_when_the_queue_is_empty() -> None:
+    batcher = MicroBatcher(FakeModel(), max_batch_size=4, max_queue_texts=8)
+
+    async def scenario():
+        proba = await batcher.predict([f"t{i}" for i in range(20)])
+        await batcher.aclose()
+        return proba
+
+    assert run(scenario()).shape == (20, 2)
+
+
+def test_the_deadline_drops_queued_work_before_the_model_sees_it() -> None:
+    model, drops = GatedModel(), []
+    batcher = MicroBatcher(model, max_batch_size=4, max_queue_texts=100, on_drop=drops.append)
+
+    async def scenario():
+        running = await _busy(batcher, model)
+        with pytest.raises(DeadlineError) as late:
+            await batcher.predict(["too late"] * 10, timeout=0.05)
+        assert late.value.retry_after >= 1
+        assert batcher.queued_texts == 0
+        model.gate.set()
+        await running
+        await batcher.predict(["after"])
+        await batcher.aclose()
+
+    run(scenario())
+    assert drops == ["timed_out"]
+    assert all("too late" not in call for call in model.texts)
+
+
+def test_work_of_an_abandoned_request_never_reaches_the_model() -> None:
+    """Audit finding 1: 40 abandoned batch requests were all scored; now their queued chunks are dropped."""
+    model, drops = GatedModel(), []
+    batcher = MicroBatcher(model, max_batch_size=4, max_queue_texts=1000, on_drop=drops.append)
+
+    async def scenario():
+        running = await _busy(batcher, model)
+        gone = [asyncio.get_running_loop().create_future() for _ in range(5)]
+        requests = [asyncio.ensure_future(batcher.predict([f"abandoned {i}"] * 12, abandoned=g))
+                    for i, g in enumerate(gone)]
+        await asyncio.sleep(0.01)
+        assert batcher.queued_texts == 60
+        for future in gone:
+            future.set_result(None)
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        assert all(isinstance(r, AbandonedError) for r in results)
+        assert batcher.queued_texts == 0
+        model.gate.set()
+        await running
+        await batcher.predict(["next client"])
+        await batcher.aclose()
+
+    run(scenario())
+    assert drops == ["cancelled"] * 5
+    assert model.calls == [1, 1]  # the call in flight and the next client: nothing abandoned was scored
+
+
+def test_a_cancelled_caller_leaves_the_queue() -> None:
+    model = GatedModel()
+    batcher = MicroBatcher(model, max_batch_size=4, max_queue_texts=100)
+
+    async def scenario():
+        running = await _busy(batcher, model)
+        waiting = asyncio.ensure_future(batcher.predict(["cancel me"] * 3))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        await asyncio.sleep(0)
+        assert batcher.queued_texts == 0
+        model.gate.set()
+        await running
+        await batcher.aclose()
+
+    run(scenario())
+    assert model.calls == [1]

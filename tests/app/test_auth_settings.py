@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from app import settings as app_settings
-from app.auth import LoginGuard
+from app.auth import LoginGuard, client_address
+
+CLIENT = "203.0.113.9"
 
 
 class Clock:
@@ -21,23 +25,24 @@ class Clock:
 def test_login_guard_delays_after_wrong_attempts_and_resets_on_success() -> None:
     clock, slept = Clock(), []
     guard = LoginGuard(base_delay_s=2, max_delay_s=5, clock=clock, sleep=slept.append)
-    assert not guard.check("anything", None).ok
-    assert guard.check("right-secret-123", "right-secret-123").ok
-    assert guard.check("wrong", "right-secret-123").message == "Wrong secret."
+    assert not guard.check("anything", None, client=CLIENT).ok
+    assert guard.check("right-secret-123", "right-secret-123", client=CLIENT).ok
+    assert guard.check("wrong", "right-secret-123", client=CLIENT).message == "Wrong secret."
     assert slept == [2]
-    blocked = guard.check("right-secret-123", "right-secret-123")  # even the right one waits
+    blocked = guard.check("right-secret-123", "right-secret-123", client=CLIENT)  # even the right one waits
     assert not blocked.ok and "try again in 2 s" in blocked.message
     clock.now += 2.1
-    assert guard.check("wrong", "right-secret-123").message == "Wrong secret."
+    assert guard.check("wrong", "right-secret-123", client=CLIENT).message == "Wrong secret."
     clock.now += 3.9
-    assert not guard.check("right-secret-123", "right-secret-123").ok  # 4 s after the second failure
+    assert not guard.check("right-secret-123", "right-secret-123", client=CLIENT).ok  # 4 s after the second failure
     clock.now += 0.2
-    guard.check("wrong", "right-secret-123")
+    guard.check("wrong", "right-secret-123", client=CLIENT)
     clock.now += 4.9
-    assert not guard.check("x", "right-secret-123").ok  # capped at 5 s, still blocked at 4.9 s
+    assert not guard.check("x", "right-secret-123", client=CLIENT).ok  # capped at 5 s, still blocked at 4.9 s
     clock.now += 0.2
-    assert guard.check("right-secret-123", "right-secret-123").ok
-    assert guard._failures == 0
+    assert guard.check("right-secret-123", "right-secret-123", client=CLIENT).ok
+    guard.check("wrong", "right-secret-123", client=CLIENT)
+    assert "try again in 2 s" in guard.check("x", "right-secret-123", client=CLIENT).message  # the count restarted
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -84,3 +89,91 @@ def test_only_the_settings_module_reads_the_secrets() -> None:
                if any(k in p.read_text() for k in ('"MAINTAINER_SECRET"', '"APPLICATIONINSIGHTS_CONNECTION_STRING"',
                                                    "st.secrets", "os.environ.get"))]
     assert readers == ["settings.py"]
+
+
+RIGHT = "right-secret-123"
+
+
+def test_a_guessing_client_is_slowed_while_another_logs_in_at_once() -> None:
+    clock = Clock()
+    guard = LoginGuard(base_delay_s=2, max_delay_s=60, clock=clock, sleep=lambda _: None)
+    for _ in range(7):
+        guard.check("guess", RIGHT, client="203.0.113.9")
+        clock.now += 1
+    assert "try again in" in guard.check(RIGHT, RIGHT, client="203.0.113.9").message
+    assert guard.check(RIGHT, RIGHT, client="198.51.100.7").ok
+    # an IPv6 guesser owns a whole /64: its addresses share one delay
+    guard.check("guess", RIGHT, client="2001:db8:1:2::1")
+    assert not guard.check(RIGHT, RIGHT, client="2001:db8:1:2::ffff").ok
+    assert guard.check(RIGHT, RIGHT, client="2001:db8:1:3::1").ok
+
+
+def test_the_guard_remembers_a_bounded_number_of_clients_for_a_bounded_time() -> None:
+    clock = Clock()
+    guard = LoginGuard(base_delay_s=2, max_delay_s=60, max_clients=2, forget_after_s=600, clock=clock,
+                       sleep=lambda _: None)
+    for client in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        guard.check("guess", RIGHT, client=client)
+    assert guard.check(RIGHT, RIGHT, client="192.0.2.1").ok  # the oldest was dropped to make room
+    assert not guard.check(RIGHT, RIGHT, client="192.0.2.3").ok
+    for _ in range(4):  # 2, 4, 8, 16 s
+        clock.now += 61
+        guard.check("guess", RIGHT, client="192.0.2.3")
+    clock.now += 601
+    guard.check("guess", RIGHT, client="192.0.2.3")
+    assert "try again in 2 s" in guard.check(RIGHT, RIGHT, client="192.0.2.3").message  # counting from one again
+
+
+@pytest.mark.parametrize("peer, forwarded_for, trusted, expected", [
+    ("203.0.113.9", [], "", "203.0.113.9"),
+    ("203.0.113.9", ["192.0.2.1"], "", "203.0.113.9"),  # nobody trusted: the header is the visitor's word
+    ("203.0.113.9", ["192.0.2.1"], "10.0.0.0/8", "203.0.113.9"),  # the peer is not the proxy
+    ("10.0.0.2", ["192.0.2.1"], "10.0.0.0/8", "192.0.2.1"),
+    ("10.0.0.2", ["198.51.100.1, 192.0.2.1"], "10.0.0.0/8", "192.0.2.1"),  # the leftmost was typed by the visitor
+    ("10.0.0.2", ["192.0.2.1, 10.0.0.7"], "10.0.0.0/8", "192.0.2.1"),  # two proxies of ours
+    ("10.0.0.2", ["192.0.2.1", "10.0.0.7"], "10.0.0.0/8", "192.0.2.1"),  # the header repeated
+    ("10.0.0.2", ["192.0.2.1:52814"], "10.0.0.0/8", "192.0.2.1"),  # a proxy that adds the port
+    ("10.0.0.2", ["[2001:db8::1]:52814"], "10.0.0.0/8", "2001:db8::1"),
+    ("10.0.0.2", ["not-an-address"], "10.0.0.0/8", "10.0.0.2"),
+    ("10.0.0.2", [], "10.0.0.0/8", "10.0.0.2"),
+    (None, ["192.0.2.1"], "", "127.0.0.1"),  # Streamlit reports a loopback peer as None
+    (None, ["192.0.2.1"], "127.0.0.1", "192.0.2.1"),  # a reverse proxy on the same host
+    ("::ffff:10.0.0.2", ["192.0.2.1"], "10.0.0.0/8", "192.0.2.1"),
+])
+def test_forwarded_for_counts_only_from_a_trusted_proxy(peer: str | None, forwarded_for: list[str], trusted: str,
+                                                        expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUSTED_PROXIES", trusted)
+    proxies = app_settings.AppSettings().trusted_proxies
+    assert client_address(peer, forwarded_for, proxies) == expected
+
+
+def test_trusted_proxies_and_session_ttl_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("TRUSTED_PROXIES", "MAINTAINER_SESSION_TTL_MIN"):
+        monkeypatch.delenv(key, raising=False)
+    defaults = app_settings.AppSettings()
+    assert (defaults.trusted_proxies, defaults.maintainer_session_ttl_min) == ((), 30)
+    monkeypatch.setenv("TRUSTED_PROXIES", " 10.0.0.1, 192.168.0.0/16,,fd00::/8 ")
+    monkeypatch.setenv("MAINTAINER_SESSION_TTL_MIN", "5")
+    custom = app_settings.AppSettings()
+    assert custom.trusted_proxies == (ip_network("10.0.0.1"), ip_network("192.168.0.0/16"), ip_network("fd00::/8"))
+    assert custom.maintainer_session_ttl_min == 5
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.300")
+    with pytest.raises(ValidationError, match="TRUSTED_PROXIES"):
+        app_settings.AppSettings()
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("databricks", "databricks"),
+    ("https://alice:pa55@mlflow.example:8443/base", "https://***@mlflow.example:8443/base"),
+    ("https://token-only@mlflow.example", "https://***@mlflow.example"),
+    ("postgresql://bob:p%40ss@db.example/mlflow", "postgresql://***@db.example/mlflow"),
+    ("postgresql://bob:p@ss@db.example/mlflow", "postgresql://***@db.example/mlflow"),  # an unescaped @
+    ("https://mlflow.example/?token=abc&workspace=7&Password=x&sig=y",
+     "https://mlflow.example/?token=***&workspace=7&Password=***&sig=***"),
+    ("mysql://u:p@db.example/mlflow?ssl_ca=/ca.pem&api_key=k",
+     "mysql://***@db.example/mlflow?ssl_ca=/ca.pem&api_key=***"),
+])
+def test_redact_uri_hides_userinfo_and_credential_parameters(uri: str, shown: str) -> None:
+    assert app_settings.redact_uri(uri) == shown

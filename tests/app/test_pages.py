@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from streamlit.runtime.context import StreamlitHeaders
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block, Node
 
 from api.registry import ModelRegistry
 from api.settings import Settings as ApiSettings
-from app import services
+from app import runs, services
+from app.auth import LoginGuard
 from app.feedback import FeedbackFilter, FeedbackStore
 from app.settings import get_settings
 from tests.app.conftest import FakePredictor, build_classical_export, write_metadata, write_run_records
@@ -249,8 +255,8 @@ def test_unlocked_review_page_lists_reviews_and_alerts(fakes: dict) -> None:
     shown = at.code[0].value
     assert shown.startswith("**bold** <i>claim</i>")  # user text as a code block, never markdown or HTML
     assert all("<i>" not in m.value for m in at.markdown)
-    at.radio(key="review_label").set_value("positive")
-    at.text_input(key="review_note").input("sarcasm")
+    at.radio[0].set_value("positive")
+    next(t for t in at.text_input if t.label == "Note").input("sarcasm")
     next(b for b in at.button if b.label == "Save review").click().run()
     assert not at.exception
     reviewed = [r for r in store().list() if r["review_state"] == "reviewed"]
@@ -285,3 +291,120 @@ def test_about_page_lists_the_models(fakes: dict) -> None:
     at = open_page("about.py")
     table = at.dataframe[0].value
     assert list(table["model"]) == ["fake-lexicon", "fake-other"] and list(table["champion"]) == [True, False]
+
+
+def _texts(node: Node) -> Iterator[str]:
+    yield str(node.proto)
+    if isinstance(node, Block):
+        for child in node.children.values():
+            yield from _texts(child)
+
+
+def rendered_text(at: AppTest) -> str:
+    """Everything the pages sent to the browser, as protobuf text."""
+    return "\n".join([*_texts(at.main), *_texts(at.sidebar)])
+
+
+def test_pages_never_show_the_tracking_uri_credentials(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = "https://alice:pa55-word@mlflow.example:8443/base?token=t0ken-value&workspace=7"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    get_settings.cache_clear()
+
+    def unreachable(tracking_uri: str) -> None:  # as MLflow words it: the URL it called, credentials included
+        raise ConnectionError(f"API request to {tracking_uri}/api/2.0/mlflow/runs/search failed")
+
+    monkeypatch.setattr(runs, "search_runs", unreachable)
+    about, compare = open_page("about.py"), open_page("compare.py")
+    assert "Could not read the runs" in compare.error[0].value
+    for at in (about, compare):
+        text = rendered_text(at)
+        assert "mlflow.example:8443/base" in text and "workspace=7" in text
+        assert "alice" not in text and "pa55-word" not in text and "t0ken-value" not in text
+
+
+# -- maintainer lock: per-address delay, lock button, expiry ------------------------------------------------------
+class FakeContext:
+    """``st.context`` of the connection under test: the peer address and its X-Forwarded-For header."""
+
+    def __init__(self) -> None:
+        self.ip_address: str | None = None
+        self.headers = StreamlitHeaders([])
+
+    def connect(self, peer: str | None, forwarded_for: str | None = None) -> None:
+        self.ip_address = peer
+        self.headers = StreamlitHeaders([("X-Forwarded-For", forwarded_for)] if forwarded_for else [])
+
+
+@pytest.fixture
+def connection(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> FakeContext:
+    """A maintainer page with a 30 s delay after a wrong secret (not slept here) and a settable client."""
+    fake = FakeContext()
+    monkeypatch.setattr(st, "context", fake)
+    monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+    monkeypatch.setenv("MAINTAINER_FAILED_LOGIN_DELAY_S", "30")
+    monkeypatch.setattr(services, "LoginGuard", functools.partial(LoginGuard, sleep=lambda _: None))
+    get_settings.cache_clear()
+    return fake
+
+
+def is_unlocked(at: AppTest) -> bool:
+    assert not at.exception, at.exception
+    return [m.label for m in at.metric] == ["Telemetry pending", "Failed, retrying", "Sent"]
+
+
+def test_a_guessing_address_is_slowed_while_another_logs_in_at_once(connection: FakeContext) -> None:
+    connection.connect("203.0.113.9")
+    guesser = open_page("review.py")
+    for attempt in range(7):
+        guesser = unlock(guesser, f"guess-{attempt}")
+    guesser = unlock(guesser, SECRET)
+    assert "Too many wrong attempts" in guesser.error[0].value and not is_unlocked(guesser)
+    connection.connect("198.51.100.7")
+    assert is_unlocked(unlock(open_page("review.py"), SECRET))
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer_and_honoured_from_a_trusted_proxy(
+        connection: FakeContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    connection.connect("203.0.113.9", forwarded_for="192.0.2.1")
+    unlock(open_page("review.py"), "guess")
+    connection.connect("203.0.113.9", forwarded_for="192.0.2.2")  # a made-up header does not dodge the delay
+    at = unlock(open_page("review.py"), SECRET)
+    assert "Too many wrong attempts" in at.error[0].value and not is_unlocked(at)
+
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8")
+    get_settings.cache_clear()
+    connection.connect("10.0.0.2", forwarded_for="192.0.2.1")
+    unlock(open_page("review.py"), "guess")
+    connection.connect("10.0.0.2", forwarded_for="192.0.2.2")  # another visitor behind the same proxy
+    assert is_unlocked(unlock(open_page("review.py"), SECRET))
+    connection.connect("10.0.0.2", forwarded_for="192.0.2.1")
+    at = unlock(open_page("review.py"), SECRET)
+    assert "Too many wrong attempts" in at.error[0].value and not is_unlocked(at)
+
+
+def test_the_lock_button_locks_the_review_page(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+    seed_feedback(1)
+    at = unlock(open_page("review.py"), SECRET)
+    assert is_unlocked(at) and at.dataframe
+    at = next(b for b in at.button if b.label == "Lock").click().run()
+    assert not is_unlocked(at) and not at.dataframe and not at.code
+    assert at.text_input(key="secret_attempt").value == ""
+    at = at.run()
+    assert not is_unlocked(at) and not at.dataframe
+
+
+def test_the_unlocked_review_page_locks_itself_after_the_session_ttl(fakes: dict,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+    monkeypatch.setenv("MAINTAINER_SESSION_TTL_MIN", "30")
+    seed_feedback(1)
+    at = unlock(open_page("review.py"), SECRET)
+    at.session_state["maintainer_unlocked_at"] -= 29 * 60
+    at = at.run()
+    assert is_unlocked(at) and at.dataframe
+    at.session_state["maintainer_unlocked_at"] -= 2 * 60
+    at = at.run()
+    assert not is_unlocked(at) and not at.dataframe
+    assert "30 minutes" in at.info[0].value
+    assert is_unlocked(unlock(at, SECRET))
