@@ -36,6 +36,9 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Header of the retraining export: Sentiment140's six columns and codes (0 negative, 4 positive), with the
 # first column named ``label`` so that the training pipeline's CSV reader takes it as a labelled file.
 EXPORT_COLUMNS = ("label", "ids", "date", "flag", "user", "text")
+# Spreadsheets run a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CELL_ESCAPE = "'"
 
 
 class SchemaError(RuntimeError):
@@ -50,6 +53,15 @@ def utc_iso(moment: datetime | None = None) -> str:
 
 def parse_iso(value: str) -> datetime:
     return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def neutralise_cell(value: str) -> str:
+    """``value`` behind a single quote when a spreadsheet would run it as a formula, or when it starts with a quote.
+
+    Escaping the texts that already start with the quote makes the escape reversible: dropping one leading quote
+    from every cell that has one gives back the original (``training.data`` does so when it reads the export).
+    """
+    return CELL_ESCAPE + value if value.startswith((*FORMULA_STARTS, CELL_ESCAPE)) else value
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -137,15 +149,20 @@ class FeedbackStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A write transaction taken up front (``BEGIN IMMEDIATE``): no other process can slip in between."""
+        """A write transaction taken up front (``BEGIN IMMEDIATE``): no other process can slip in between.
+
+        sqlite-utils' ``atomic()`` would begin a deferred transaction, which a concurrent writer can make fail
+        halfway instead of waiting. A failed ``COMMIT`` (a constraint checked at commit, a full disk) is rolled
+        back too: left open, the transaction would make every later ``BEGIN`` of this connection fail.
+        """
         with self._lock:
             self.db.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                self.db.conn.execute("COMMIT")
             except BaseException:
-                self.db.conn.rollback()
+                self.db.rollback()
                 raise
-            self.db.conn.execute("COMMIT")
 
     # -- writes from the prediction page -----------------------------------------------------------------
     def record_verdict(self, *, feedback_id: str, text: str, model_name: str, model_version: str,
@@ -249,17 +266,23 @@ class FeedbackStore:
         return int(row[0])
 
     def export_reviewed_csv(self) -> str:
-        """Reviewed rows as a Sentiment140-layout CSV (UTF-8) that ``training.data.load`` reads."""
+        """Reviewed rows as a Sentiment140-layout CSV (UTF-8) that ``training.data.load`` reads.
+
+        Every cell goes through :func:`neutralise_cell`, so a tweet cannot act as a formula when the maintainer
+        opens the file in a spreadsheet; the training reader drops the escape again.
+        """
         with self._lock:
             rows = list(self.db.query(f"SELECT * FROM {TABLE} WHERE review_state = 'reviewed' "
                                       "AND true_label IS NOT NULL ORDER BY updated_at"))
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        # RFC 4180's line end. With "\n" alone, Python 3.11's writer leaves a text holding a bare "\r" unquoted,
+        # and readers split the row there.
+        writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(EXPORT_COLUMNS)
         for row in rows:
             moment = parse_iso(row["updated_at"]).strftime("%a %b %d %H:%M:%S UTC %Y")
-            writer.writerow([SENTIMENT140_CODES[row["true_label"]], row["id"], moment, "NO_QUERY", "feedback",
-                             row["text"]])
+            writer.writerow([neutralise_cell(str(cell)) for cell in (
+                SENTIMENT140_CODES[row["true_label"]], row["id"], moment, "NO_QUERY", "feedback", row["text"])])
         return out.getvalue()
 
     # -- telemetry bookkeeping ------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from api.registry import CHAMPION_ALIAS, ModelRegistry
 from api.settings import Settings as ApiSettings
 from app import runs
 from app.alerts import AlertRule
-from app.auth import LoginGuard
+from app.auth import LoginGuard, client_address
 from app.feedback import FeedbackStore
+from app.inference import Prediction
 from app.settings import AppSettings, get_settings
 from app.telemetry import TelemetryFlusher, build_flusher
 
@@ -74,10 +75,32 @@ def telemetry_flusher() -> TelemetryFlusher:
     return flusher
 
 
+def record_feedback(prediction: Prediction, verdict: str) -> dict[str, Any]:
+    """Save a user's verdict (``up``/``down``) on a prediction, then wake the flusher to send it.
+
+    A second verdict on the same prediction updates its row. Without telemetry the row simply stays pending.
+
+    Returns:
+        The stored row.
+    """
+    row = feedback_store().record_verdict(
+        feedback_id=prediction.id, text=prediction.text, model_name=prediction.model_name,
+        model_version=prediction.model_version, predicted_label=prediction.label,
+        confidence=prediction.confidence, verdict=verdict)
+    telemetry_flusher().wake()
+    return row
+
+
 @st.cache_resource(show_spinner=False)
 def login_guard() -> LoginGuard:
-    """Shared by every session, so opening a new tab does not reset the delay after wrong secrets."""
+    """Shared by every session, so opening a new tab does not reset a client's delay after wrong secrets."""
     return LoginGuard(base_delay_s=get_settings().maintainer_delay_s)
+
+
+def client_ip() -> str:
+    """The address of this session's visitor, for the login delay (see :func:`app.auth.client_address`)."""
+    return client_address(st.context.ip_address, st.context.headers.get_all("X-Forwarded-For"),
+                           get_settings().trusted_proxies)
 
 
 def alert_rule() -> AlertRule:

@@ -1,81 +1,123 @@
-"""``make bench``: this service beside a seed-style server (and ``mlflow models serve`` when available).
+"""``make bench``: the serving targets, measured as ratios within one run on one machine.
 
-One run, one machine, loopback only, each server measured alone (the others stopped), every phase bounded
-by a request count and a time limit:
+Absolute figures on a shared 2-core machine swing by 2× from hour to hour, so every target compares two
+things measured minutes apart in the same run:
 
-1. ready time (process start → first 200 on the readiness route) and RSS after the load;
-2. single-tweet latency p50/p95/p99 at concurrency 1;
-3. single-tweet throughput (tweets/s) at concurrency 16;
-4. batch-endpoint throughput (batches of 256 tweets, concurrency 1).
+1. the in-process limit: the ``minilm`` export opened by the project's own predictor as the service opens it,
+   in a child process (no HTTP, nothing else sharing its GIL): batch-1 p50 latency and the best tweets/s over
+   batch sizes 1–32 (``benchmarks/inprocess.py``);
+2. the lean API as ``make serve`` and ``Dockerfile.cpu`` run it (``uvicorn api.main:create_app --factory``,
+   access log off, shipped settings: the API's environment variables removed), requests naming ``minilm``;
+3. the seed-style server (``benchmarks/seed_server.py``);
+4. ``mlflow models serve`` of the same export, logged by the training code into a throw-away sqlite store.
 
-Writes ``results/bench.json`` and ``results/bench.md`` (server logs under ``results/tmp/``). The load
-generator shares the machine's cores with the server, the same way for every server.
+Each server runs alone on 127.0.0.1 and is loaded by Debian's ``wrk`` (``benchmarks/wrk.py``, one thread,
+keep-alive connections) cycling over JSON bodies made from many tweets: single tweets at 1 and at 16
+connections, then the batch route with 256 tweets per request. Every phase records the CPU share of the
+server, of wrk and of all other processes (which slow the measurement down), beside the ready time, RSS and
+load average of each server.
+
+Writes ``results/bench.json`` and ``results/bench.md`` (``--quick``: ``results/tmp/``, so that a smoke run
+never replaces measured figures); server logs go to ``results/tmp/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import platform
+import resource
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import Connection, load
-from benchmarks.servers import HOST, PROJECT_ROOT, RunningServer, ServerSpec, get, machine_busy_seconds
-from benchmarks.tweets import make_tweets
+from benchmarks import wrk
+from benchmarks.servers import HOST, PROJECT_ROOT, CpuClock, RunningServer, ServerSpec, cpu_shares, get
+from benchmarks.tweets import load_tweets
 
 logger = logging.getLogger("benchmarks")
 
-REGISTERED_MODEL = "tweet-sentiment"
-CHAMPION_ALIAS = "champion"
-TARGETS = {"p50_ms": 5.0, "tweets_per_s_c16": 500.0, "speedup_vs_seed": 5.0, "ready_s": 5.0, "rss_mb": 500.0}
+MODEL = "minilm"
+CONNECTIONS = 16
+BATCH_SIZE = 256
+SERVICE, SEED, MLFLOW = "service", "seed", "mlflow"
+# Phase names, as keys of each server's results.
+LATENCY, CONCURRENT, BATCH = "single_c1", f"single_c{CONNECTIONS}", f"batch{BATCH_SIZE}_c1"
+
+# The hardening issue's serving targets: key → (what is divided, comparison, bound); None: report only.
+TARGETS: dict[str, tuple[str, str | None, float | None]] = {
+    "throughput_c16_vs_inprocess": (
+        f"single-tweet tweets/s at {CONNECTIONS} connections / in-process limit (best tweets/s)", ">=", 0.85),
+    "p50_c1_vs_inprocess": ("p50 at concurrency 1 / in-process batch-1 p50", "<=", 1.25),
+    "service_vs_seed_c16": (f"service / seed-style server, tweets/s at {CONNECTIONS} connections", ">=", 8.0),
+    "service_vs_mlflow_c16": (f"service / mlflow models serve, tweets/s at {CONNECTIONS} connections", None, None),
+}
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Bounds of each phase: (most requests, most seconds)."""
+    """Seconds given to each phase."""
 
     warmup: int
-    latency: tuple[int, float]
-    concurrent: tuple[int, float]
-    batch: tuple[int, float]
+    latency: int
+    concurrent: int
+    batch: int
+    inprocess_latency: float
+    inprocess_rate: float  # for each batch size
 
 
-FULL = Budget(warmup=30, latency=(500, 15.0), concurrent=(5000, 12.0), batch=(20, 12.0))
-QUICK = Budget(warmup=10, latency=(100, 4.0), concurrent=(600, 4.0), batch=(3, 4.0))
+FULL = Budget(warmup=3, latency=15, concurrent=15, batch=10, inprocess_latency=10.0, inprocess_rate=5.0)
+QUICK = Budget(warmup=1, latency=2, concurrent=2, batch=2, inprocess_latency=2.0, inprocess_rate=0.5)
+
+
+def _api_settings_variables() -> tuple[str, ...]:
+    """The environment variables the API reads (``ENABLED_MODELS``, ``ONNX_THREADS``...)."""
+    from api.settings import Settings
+
+    return tuple(name.upper() for name in Settings.model_fields)
 
 
 def service_spec(exports_dir: Path | None) -> ServerSpec:
-    env = {"EXPORTS_DIR": str(exports_dir)} if exports_dir else {}
+    """The lean API with Dockerfile.cpu's command and the shipped settings (only ``EXPORTS_DIR`` if given)."""
+
+    def single(text: str, model: str | None) -> dict:
+        return {"text": text} | ({"model": model} if model else {})
+
+    def batch(texts: list[str], model: str | None) -> dict:
+        return {"texts": texts} | ({"model": model} if model else {})
+
     return ServerSpec(
         name="this service",
-        slug="service",
+        slug=SERVICE,
+        # Dockerfile.cpu: `uvicorn api.main:create_app --factory` with UVICORN_ACCESS_LOG=false, one worker.
         command=["{python}", "-m", "uvicorn", "api.main:create_app", "--factory", "--host", HOST, "--port", "{port}",
-                 "--no-access-log", "--log-level", "warning"],
+                 "--no-access-log"],
         ready_path="/readyz",
-        single=("/v1/predict", lambda text: {"text": text}),
-        batch=("/v1/predict/batch", lambda texts: {"texts": texts}),
-        env=env,
+        single=("/v1/predict", single),
+        batch=("/v1/predict/batch", batch),
+        env={"EXPORTS_DIR": str(exports_dir)} if exports_dir else {},
+        unset=_api_settings_variables(),
     )
 
 
 def seed_spec() -> ServerSpec:
     return ServerSpec(
         name="seed-style server",
-        slug="seed",
+        slug=SEED,
         command=["{python}", "-m", "uvicorn", "benchmarks.seed_server:app", "--host", HOST, "--port", "{port}",
                  "--no-access-log", "--log-level", "warning"],
         ready_path="/",
-        single=("/predict", lambda text: {"text": text}),
-        batch=("/predict_batch", lambda texts: {"texts": texts}),
+        single=("/predict", lambda text, _model: {"text": text}),
+        batch=("/predict_batch", lambda texts, _model: {"texts": texts}),
     )
 
 
@@ -83,216 +125,369 @@ def _dataframe(texts: list[str]) -> dict:
     return {"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}
 
 
-def mlflow_spec() -> tuple[ServerSpec | None, str]:
-    """``mlflow models serve`` of the registered champion, or why it cannot run here."""
+def mlflow_spec(store: dict[str, str]) -> ServerSpec:
+    """``mlflow models serve`` of the model logged by :mod:`benchmarks.mlflow_store`."""
     executable = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    if not Path(executable).exists():
-        return None, "the mlflow CLI is not installed"
-    uri = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return None, f"no MLflow store at {uri}"
-    try:
-        import mlflow
-
-        mlflow.MlflowClient(tracking_uri=uri).get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
-    except Exception as error:  # any failure means: nothing to serve
-        return None, f"no registered model {REGISTERED_MODEL}@{CHAMPION_ALIAS} ({type(error).__name__})"
     return ServerSpec(
         name="mlflow models serve",
-        slug="mlflow",
-        command=[executable, "models", "serve", "-m", f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}",
-                 "--env-manager", "local", "-h", HOST, "-p", "{port}", "-w", "1"],
+        slug=MLFLOW,
+        command=[executable, "models", "serve", "-m", store["model_uri"], "--env-manager", "local",
+                 "-h", HOST, "-p", "{port}", "-w", "1"],
         ready_path="/ping",
-        # A pyfunc with a text column signature takes a dataframe; "inputs" is the fallback (see bench_server).
-        single=("/invocations", lambda text: _dataframe([text])),
-        batch=("/invocations", _dataframe),
+        single=("/invocations", lambda text, _model: _dataframe([text])),
+        batch=("/invocations", lambda texts, _model: _dataframe(texts)),
         # mlflow execs `uvicorn` by name: the interpreter's own bin folder must come first on PATH.
-        env={"MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
-    ), ""
+        env={"MLFLOW_TRACKING_URI": store["tracking_uri"],
+             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+    )
 
 
-async def measure(server: RunningServer, budget: Budget, tweets: list[str], batch_size: int, concurrency: int,
-                  model: str | None = None) -> dict[str, Any]:
-    """Run the phases against one started server (optionally naming a model in the body)."""
-    single_path, single = server.spec.single
-    batch_path, batch = server.spec.batch
-
-    def one(number: int) -> tuple[object, int]:
-        payload = single(tweets[number % len(tweets)])
-        return (payload | {"model": model} if model else payload), 1
-
-    def many(number: int) -> tuple[object, int]:
-        start = (number * batch_size) % (len(tweets) - batch_size)
-        payload = batch(tweets[start:start + batch_size])
-        return (payload | {"model": model} if model else payload), batch_size
-
-    async with Connection(HOST, server.port) as connection:
-        for number in range(budget.warmup):
-            await connection.post_json(single_path, one(number)[0])
-    latency = await load(HOST, server.port, single_path, one, concurrency=1,
-                         max_requests=budget.latency[0], max_seconds=budget.latency[1])
-    concurrent = await load(HOST, server.port, single_path, one, concurrency=concurrency,
-                            max_requests=budget.concurrent[0], max_seconds=budget.concurrent[1])
-    batches = await load(HOST, server.port, batch_path, many, concurrency=1,
-                         max_requests=budget.batch[0], max_seconds=budget.batch[1])
-    return {"latency_c1": latency.summary(), f"single_c{concurrency}": concurrent.summary(),
-            f"batch_{batch_size}": batches.summary()}
+def _child(module: str, *args: str, timeout: float) -> tuple[dict, float, dict[str, float]]:
+    """Run ``python -m module args`` alone; return its JSON answer, wall time and CPU shares."""
+    before, children = CpuClock.read(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False, env=_child_env())
+    after, children_after = CpuClock.read(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} exited with {done.returncode}: {done.stderr[-800:]}")
+    used = (children_after.ru_utime - children.ru_utime) + (children_after.ru_stime - children.ru_stime)
+    return json.loads(done.stdout.strip().splitlines()[-1]), after.wall - before.wall, cpu_shares(
+        before, after, child=used)
 
 
-def bench_server(spec: ServerSpec, args: argparse.Namespace, budget: Budget, tweets: list[str]) -> list[dict]:
-    """Start ``spec``, measure it (and, for this service, every other model it serves), stop it."""
+def _child_env() -> dict[str, str]:
+    # The same shipped settings as the served API, so that the predictor gets the same threads.
+    env = {k: v for k, v in os.environ.items() if k not in _api_settings_variables()}
+    return env | {"PYTHONPATH": str(PROJECT_ROOT), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def export_folder(exports_dir: Path, name: str) -> Path:
+    """The folder of the export whose metadata names ``name``."""
+    from api.exports import read_metadata
+    from api.predictor import discover
+
+    for folder in discover(exports_dir):
+        if read_metadata(folder)["name"] == name:
+            return folder
+    raise FileNotFoundError(f"no export named {name!r} in {exports_dir}")
+
+
+def bench_inprocess(folder: Path, tweets_file: Path, budget: Budget) -> dict[str, Any]:
+    logger.info("in-process limit of %s", folder)
+    result, wall, shares = _child("benchmarks.inprocess", str(folder), str(tweets_file),
+                                  "--latency-seconds", str(budget.inprocess_latency),
+                                  "--rate-seconds", str(budget.inprocess_rate), timeout=600)
+    return result | {"export": str(folder), "wall_s": round(wall, 1), "cpu_pct": shares}
+
+
+def write_bodies(path: Path, bodies: Iterable[object]) -> Path:
+    """A JSON-lines file of request bodies for ``bodies.lua`` (JSON escapes newlines, so one body per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for body in bodies:
+            handle.write(json.dumps(body, ensure_ascii=False) + "\n")
+    return path
+
+
+def batch_windows(tweets: list[str], size: int, most: int = 40) -> list[list[str]]:
+    """Consecutive windows of ``size`` tweets (wrapping round), each tweet in one window when there are enough."""
+    count = max(1, min(most, len(tweets) // size))
+    return [[tweets[(start * size + i) % len(tweets)] for i in range(size)] for start in range(count)]
+
+
+def phase(server: RunningServer, route: str, bodies: Path, *, per_request: int, connections: int, seconds: int,
+          timeout_s: int) -> dict[str, Any]:
+    """One wrk run against a started server, with the CPU shares during it."""
+    before, served = CpuClock.read(), server.cpu_seconds()
+    run = wrk.run(f"http://{HOST}:{server.port}{route}", bodies, connections=connections, seconds=seconds,
+                  timeout_s=timeout_s)
+    shares = cpu_shares(before, CpuClock.read(), server=server.cpu_seconds() - served, wrk=run.cpu_seconds)
+    return summarize(run.result, per_request=per_request, connections=connections) | {"route": route,
+                                                                                    "cpu_pct": shares}
+
+
+def summarize(result: dict[str, Any], *, per_request: int, connections: int) -> dict[str, Any]:
+    """Add tweets/s to a parsed wrk result; answers that were not 2xx count as no tweets.
+
+    A run in which no request completed (a slow batch in a short ``--quick`` phase) has no rate and no
+    latency: None, not a misleading 0.
+    """
+    errors = result["errors"]
+    good = result["requests"] - errors["status"]
+    if any(errors.values()):
+        logger.warning("wrk saw errors: %s", errors)
+    if result["requests"] == 0:
+        return result | {"connections": connections, "tweets_per_request": per_request, "tweets_per_s": None,
+                         "latency_ms": {}}
+    return result | {"connections": connections, "tweets_per_request": per_request,
+                     "tweets_per_s": round(good * per_request / result["seconds"], 1)}
+
+
+def bench_server(spec: ServerSpec, models: list[str | None], tweets: list[str], budget: Budget,
+                 tmp: Path, ready_timeout: float, describe: Callable[[RunningServer, str | None], str]) -> list[dict]:
+    """Start ``spec``, run the three phases for each model (None: the server's only one), stop it."""
     logger.info("starting %s", spec.name)
-    with RunningServer(spec, args.output_dir / "tmp", args.ready_timeout) as server:
-        rows = []
-        models: list[tuple[str | None, str]] = [(None, "")]
-        if spec.name == "this service":
-            listing = json.loads(get(server.port, "/v1/models")[1])
-            served = {m["name"] for m in listing["models"]}
-            models = [(None, listing["default"])] + [(name, name) for name in args.also if name in served]
-        elif spec.name.startswith("mlflow"):
-            spec = _mlflow_payloads(server, spec)
-            server.spec = spec
-            models = [(None, f"{REGISTERED_MODEL}@{CHAMPION_ALIAS} (pyfunc)")]
-        elif spec.name.startswith("seed"):
-            info = json.loads(get(server.port, "/")[1])
-            models = [(None, f"{info['model']}, {info['tokenizer']}")]
-        for model, label in models:
-            logger.info("measuring %s %s", spec.name, label)
-            before = (time.perf_counter(), machine_busy_seconds(), server.cpu_seconds(), time.process_time())
-            result = asyncio.run(measure(server, budget, tweets, args.batch_size, args.concurrency, model))
-            rows.append({"server": spec.name, "model": label, "ready_s": round(server.ready_seconds, 2),
-                         "rss_mb": server.rss_mb(), "others_cpu_pct": _others_cpu_pct(server, before), **result})
-        return rows
+    rows = []
+    with RunningServer(spec, tmp, ready_timeout) as server:
+        single_route, single = spec.single
+        batch_route, batch = spec.batch
+        for model in models:
+            tag = f"{spec.slug}-{model or 'default'}"
+            singles = write_bodies(tmp / f"bodies-{tag}-single.jsonl", (single(t, model) for t in tweets))
+            batches = write_bodies(tmp / f"bodies-{tag}-batch.jsonl",
+                                   (batch(w, model) for w in batch_windows(tweets, BATCH_SIZE)))
+            label = describe(server, model)
+            logger.info("measuring %s, %s", spec.name, label)
+            # Warm-up at full concurrency (discarded): first requests pay for lazy imports and allocations.
+            wrk.run(f"http://{HOST}:{server.port}{single_route}", singles, connections=CONNECTIONS,
+                    seconds=budget.warmup, timeout_s=30)
+            phases = {
+                LATENCY: phase(server, single_route, singles, per_request=1, connections=1,
+                               seconds=budget.latency, timeout_s=10),
+                CONCURRENT: phase(server, single_route, singles, per_request=1, connections=CONNECTIONS,
+                                  seconds=budget.concurrent, timeout_s=10),
+                BATCH: phase(server, batch_route, batches, per_request=BATCH_SIZE, connections=1,
+                             seconds=budget.batch, timeout_s=60),
+            }
+            rows.append({"server": spec.name, "slug": spec.slug, "model": model or "", "label": label,
+                         "ready_s": round(server.ready_seconds, 2), "load_at_start": server.load_at_start,
+                         "phases": phases})
+        rss = server.rss_mb()  # after the load: what the server grew to while serving
+        for row in rows:
+            row["rss_mb"] = rss
+    return rows
 
 
-def _others_cpu_pct(server: RunningServer, before: tuple[float, float, float, float]) -> float:
-    """Share of the machine's CPU used by other processes during a measurement (they slow the server down)."""
-    wall, busy, served, own = before
-    others = (machine_busy_seconds() - busy) - (server.cpu_seconds() - served) - (time.process_time() - own)
-    return round(max(others, 0.0) / ((time.perf_counter() - wall) * (os.cpu_count() or 1)) * 100, 1)
+def _describe_service(server: RunningServer, model: str | None) -> str:
+    listing = json.loads(get(server.port, "/v1/models")[1])
+    info = next((m for m in listing["models"] if m["name"] == model), None)
+    if info is None:
+        raise RuntimeError(f"the service does not serve {model!r}: {[m['name'] for m in listing['models']]}")
+    return f"{model} v{info['version']} ({info['variant']}), {len(listing['models'])} models loaded"
 
 
-def _mlflow_payloads(server: RunningServer, spec: ServerSpec) -> ServerSpec:
-    """Keep the dataframe payload if the served model accepts it, else switch to ``{"inputs": [...]}``."""
-
-    async def accepts(payload: object) -> bool:
-        async with Connection(HOST, server.port) as connection:
-            try:
-                await connection.post_json("/invocations", payload)
-            except Exception:
-                return False
-            return True
-
-    if asyncio.run(accepts(_dataframe(["hello"]))):
-        return spec
-    if asyncio.run(accepts({"inputs": ["hello"]})):
-        return replace(spec, single=("/invocations", lambda text: {"inputs": [text]}),
-                       batch=("/invocations", lambda texts: {"inputs": texts}))
-    raise RuntimeError("the served MLflow model accepted neither a text dataframe nor {'inputs': [...]}")
+def _describe_seed(server: RunningServer, _model: str | None) -> str:
+    info = json.loads(get(server.port, "/")[1])
+    return f"{info['model']}, {info['tokenizer']}, torch fp32"
 
 
-def check_targets(rows: list[dict], concurrency: int) -> list[dict]:
-    """The issue's targets, each with the measured value and whether it was met."""
-    ours = next((r for r in rows if r["server"] == "this service"), None)
-    seed = next((r for r in rows if r["server"].startswith("seed")), None)
-    if ours is None:
-        return []
-    key = f"single_c{concurrency}"
-    checks = [
-        ("p50 single-tweet latency, concurrency 1 (ms)", ours["latency_c1"].get("p50_ms"), TARGETS["p50_ms"], "<="),
-        (f"tweets/s at concurrency {concurrency}", ours[key]["tweets_per_s"], TARGETS["tweets_per_s_c16"], ">="),
-        ("ready after start (s)", ours["ready_s"], TARGETS["ready_s"], "<="),
-        ("RSS (MB)", ours["rss_mb"], TARGETS["rss_mb"], "<="),
-    ]
-    if seed is not None and seed[key]["tweets_per_s"]:
-        speedup = round(ours[key]["tweets_per_s"] / seed[key]["tweets_per_s"], 1)
-        checks.append((f"throughput vs seed-style server at concurrency {concurrency} (×)", speedup,
-                       TARGETS["speedup_vs_seed"], ">="))
-    return [{"target": name, "value": value, "bound": f"{op} {bound}",
-             "met": value is not None and (value <= bound if op == "<=" else value >= bound)}
-            for name, value, bound, op in checks]
+def _ratio(label: str, numerator: float | None, denominator: float | None, op: str | None,
+           bound: float | None) -> dict[str, Any]:
+    value = round(numerator / denominator, 3) if numerator is not None and denominator else None
+    met = None if op is None else value is not None and (value >= bound if op == ">=" else value <= bound)
+    return {"label": label, "value": value, "numerator": numerator, "denominator": denominator,
+            "target": f"{op} {bound}" if op else "report only", "met": met}
+
+
+def _row(servers: list[dict], slug: str, model: str | None = None) -> dict | None:
+    return next((r for r in servers if r["slug"] == slug and (model is None or r["model"] == model)), None)
+
+
+def _phase_value(row: dict | None, name: str, key: str) -> float | None:
+    if row is None:
+        return None
+    value = row["phases"][name]
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def compute_ratios(inprocess: dict[str, dict], servers: list[dict], model: str = MODEL,
+                   targets: bool = True) -> dict[str, dict]:
+    """The four ratios of the issue for ``model`` (the seed and MLflow ones only for the main model).
+
+    Args:
+        inprocess: model → result of ``benchmarks.inprocess``.
+        servers: the rows of :func:`bench_server`.
+        model: the model the service was asked for.
+        targets: False for another model (``--also``): its ratios are reported, not judged.
+
+    Returns:
+        key of :data:`TARGETS` → ``label``, ``value``, ``numerator``, ``denominator``, ``target``, ``met``
+        (None for report only; False when a side is missing).
+    """
+    limit = inprocess.get(model, {})
+    ours = _row(servers, SERVICE, model)
+    ours_c16 = _phase_value(ours, CONCURRENT, "tweets_per_s")
+    values = {
+        "throughput_c16_vs_inprocess": (ours_c16, limit.get("best_rate")),
+        "p50_c1_vs_inprocess": (_phase_value(ours, LATENCY, "latency_ms.p50"), limit.get("batch1", {}).get("p50_ms")),
+    }
+    if model == MODEL:
+        values["service_vs_seed_c16"] = (ours_c16, _phase_value(_row(servers, SEED), CONCURRENT, "tweets_per_s"))
+        values["service_vs_mlflow_c16"] = (ours_c16, _phase_value(_row(servers, MLFLOW), CONCURRENT, "tweets_per_s"))
+    ratios = {}
+    for key, (numerator, denominator) in values.items():
+        label, op, bound = TARGETS[key]
+        label = label if model == MODEL else f"{model}: {label}"
+        ratios[key] = _ratio(label, numerator, denominator, op if targets else None, bound)
+    return ratios
+
+
+def git_commit() -> str:
+    """HEAD, with ``-dirty`` when tracked files differ from it (read-only git calls)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def _met(met: bool | None) -> str:
+    return "report only" if met is None else ("**met**" if met else "**not met**")
 
 
 def to_markdown(report: dict) -> str:
-    """The results table and the targets, as markdown."""
-    c, b = report["settings"]["concurrency"], report["settings"]["batch_size"]
-    lines = [f"| server | model | ready (s) | RSS (MB) | p50 / p95 / p99 ms (c=1) | tweets/s (c={c}) "
-             f"| p50 / p99 ms (c={c}) | batch-{b} tweets/s | others' CPU % |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        lat, con, bat = r["latency_c1"], r[f"single_c{c}"], r[f"batch_{b}"]
-        lines.append(f"| {r['server']} | {r['model']} | {r['ready_s']} | {r['rss_mb']} "
-                     f"| {lat.get('p50_ms')} / {lat.get('p95_ms')} / {lat.get('p99_ms')} | {con['tweets_per_s']} "
-                     f"| {con.get('p50_ms')} / {con.get('p99_ms')} | {bat['tweets_per_s']} "
-                     f"| {r.get('others_cpu_pct', '')} |")
-    for skipped in report["skipped"]:
-        lines.append(f"| {skipped['server']} | skipped: {skipped['reason']} | | | | | | | |")
-    lines += ["", "| target | measured | bound | met |", "|---|---|---|---|"]
-    lines += [f"| {t['target']} | {t['value']} | {t['bound']} | {'yes' if t['met'] else 'no'} |"
-              for t in report["targets"]]
+    """The targets, the in-process limit and the HTTP phases, as markdown."""
     machine = report["machine"]
-    lines += ["", f"{machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}; load average "
-                  f"{machine['load_before']} before, {machine['load_after']} after; {report['started_at']}. "
-                  "Others' CPU %: share of the machine used by other processes during the measurement (the load "
-                  "generator runs on the same cores and is not counted)."]
+    lines = ["# `make bench`: serving ratios within one run", ""]
+    if report["quick"]:
+        lines += ["**Quick smoke run (seconds per phase): the figures are not measurements.**", ""]
+    lines += [f"{report['started_at']} → {report['finished_at']}, commit `{report['git_commit']}`; "
+              f"{machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}, {machine['wrk']}; "
+              f"load average {machine['load_at_start']} at start, {machine['load_at_end']} at end. "
+              f"Tweets: {report['tweets']['count']} from {report['tweets']['source']}.", "",
+              "## Targets", "", "| ratio | value | = numerator / denominator | target | |", "|---|---|---|---|---|"]
+    for ratios in [report["ratios"], *report["also_ratios"].values()]:
+        for ratio in ratios.values():
+            lines.append(f"| {ratio['label']} | {_fmt(ratio['value'])} | {_fmt(ratio['numerator'])} / "
+                         f"{_fmt(ratio['denominator'])} | {ratio['target']} | {_met(ratio['met'])} |")
+    sizes = list(next(iter(report["inprocess"].values()), {}).get("rates", {}))
+    lines += ["", "## In-process limit (the project's predictor in a child process, no HTTP)", "",
+              f"| model | variant, threads | batch-1 p50 / p95 / p99 ms | tweets/s at batch {', '.join(sizes)} "
+              "| best tweets/s (batch) | its CPU % | others' CPU % |", "|---|---|---|---|---|---|---|"]
+    for name, r in report["inprocess"].items():
+        b1 = r["batch1"]
+        lines.append(f"| {name} v{r['version']} | {r['variant']}, {r['threads']} | {_fmt(b1['p50_ms'])} / "
+                     f"{_fmt(b1['p95_ms'])} / {_fmt(b1['p99_ms'])} | {', '.join(_fmt(v, 0) for v in r['rates'].values())} "
+                     f"| {_fmt(r['best_rate'], 0)} ({r['best_batch_size']}) | {r['cpu_pct']['child']} "
+                     f"| {r['cpu_pct']['others']} |")
+    lines += ["", "## Over HTTP (wrk on 127.0.0.1, one server at a time)", "",
+              "| server | model | ready (s) | RSS (MB) | load avg at start | phase | tweets/s | p50 / p95 / p99 ms "
+              "| errors | server CPU % | wrk CPU % | others' CPU % |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    names = {LATENCY: "1 connection", CONCURRENT: f"{CONNECTIONS} connections",
+             BATCH: f"batch of {BATCH_SIZE}, 1 connection"}
+    for row in report["servers"]:
+        for key, p in row["phases"].items():
+            lat, cpu = p["latency_ms"], p["cpu_pct"]
+            errors = sum(p["errors"].values())
+            lines.append(f"| {row['server']} | {row['label']} | {row['ready_s']} | {row['rss_mb']} "
+                         f"| {row['load_at_start'][0]} | {names[key]} | {_fmt(p['tweets_per_s'], 1)} "
+                         f"| {_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} / {_fmt(lat.get('p99'))} | {errors} "
+                         f"| {cpu['server']} | {cpu['wrk']} | {cpu['others']} |")
+    for skipped in report["skipped"]:
+        lines.append(f"| {skipped['server']} | skipped: {skipped['reason']} | | | | | | | | | | |")
+    lines += ["", f"CPU %: share of the whole machine ({machine['cpus']} cores) during the phase; others' = every "
+                  "process except the one measured, wrk and this harness (it slows the measurement down). "
+                  "The in-process limit is the best rate over batch sizes; the ratios compare figures "
+                  "taken minutes apart in this run, since absolute figures on shared machines drift by the hour."]
     return "\n".join(lines) + "\n"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds per phase (smoke run)")
-    parser.add_argument("--exports-dir", type=Path, help="exports served by this service (default: EXPORTS_DIR)")
-    parser.add_argument("--output-dir", type=Path, default=PROJECT_ROOT / "results")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="seconds per phase (smoke run), written to results/tmp/")
+    parser.add_argument("--exports-dir", type=Path, help="exports served by this service (default: the project's)")
+    parser.add_argument("--output-dir", type=Path, help="default: results/ (results/tmp/ with --quick)")
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     parser.add_argument("--also", action="append", default=[], metavar="MODEL",
-                        help="also measure this service with another served model (repeatable), e.g. tfidf-lr")
-    parser.add_argument("--skip", action="append", default=[], choices=["seed", "mlflow"])
+                        help="also measure another served model in process and through the service, e.g. tfidf-lr")
+    parser.add_argument("--skip", action="append", default=[], choices=[SEED, MLFLOW])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        wrk_version = wrk.version()
+    except wrk.WrkError as error:
+        logger.error("%s", error)
+        return 2
     budget = QUICK if args.quick else FULL
-    tweets = make_tweets(2000)
-    specs: list[ServerSpec] = [service_spec(args.exports_dir)]
+    output_dir = args.output_dir or PROJECT_ROOT / "results" / ("tmp" if args.quick else "")
+    tmp = PROJECT_ROOT / "results" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    exports_dir = args.exports_dir or PROJECT_ROOT / "exports"
+    models = [MODEL, *[m for m in args.also if m != MODEL]]
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+
+    tweets, source = load_tweets()
+    # Real tweets stay in the git-ignored results/tmp/ for the length of the run only.
+    tweets_file = tmp / "tweets.json"
+    tweets_file.write_text(json.dumps(tweets, ensure_ascii=False), encoding="utf-8")
     skipped: list[dict] = []
-    if "seed" not in args.skip:
-        specs.append(seed_spec())
-    if "mlflow" not in args.skip:
-        spec, reason = mlflow_spec()
-        if spec is None:
-            logger.info("skipping mlflow models serve: %s", reason)
-            skipped.append({"server": "mlflow models serve", "reason": reason})
-        else:
-            specs.append(spec)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    results: list[dict] = []
-    for spec in specs:
-        try:
-            results.extend(bench_server(spec, args, budget, tweets))
-        except Exception as error:  # one server failing must not lose the others' figures
-            logger.exception("%s failed", spec.name)
-            skipped.append({"server": spec.name, "reason": f"{type(error).__name__}: {error}"[:200]})
+    inprocess: dict[str, dict] = {}
+    servers: list[dict] = []
+    try:
+        for model in models:
+            inprocess[model] = bench_inprocess(export_folder(exports_dir, model), tweets_file, budget)
+        servers += bench_server(service_spec(args.exports_dir), models, tweets, budget, tmp, args.ready_timeout,
+                                _describe_service)
+        if SEED not in args.skip:
+            _guarded(skipped, "seed-style server", lambda: servers.extend(
+                bench_server(seed_spec(), [None], tweets, budget, tmp, args.ready_timeout, _describe_seed)))
+        if MLFLOW not in args.skip:
+            _guarded(skipped, "mlflow models serve", lambda: servers.extend(
+                _bench_mlflow(export_folder(exports_dir, MODEL), tweets, budget, tmp, args.ready_timeout)))
+    finally:
+        for path in [tweets_file, *tmp.glob("bodies-*.jsonl")]:
+            path.unlink(missing_ok=True)
+
     report = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(), "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"quick": args.quick, "concurrency": args.concurrency, "batch_size": args.batch_size,
-                     "budget": budget.__dict__},
-        "results": results, "skipped": skipped, "targets": check_targets(results, args.concurrency),
+                    "wrk": wrk_version, "load_at_start": load_at_start,
+                    "load_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "tweets": {"source": source, "count": len(tweets)},
+        "settings": {"connections": CONNECTIONS, "batch_size": BATCH_SIZE, "model": MODEL, "budget": asdict(budget)},
+        "ratios": compute_ratios(inprocess, servers),
+        "also_ratios": {m: compute_ratios(inprocess, servers, m, targets=False) for m in models[1:]},
+        "inprocess": inprocess, "servers": servers, "skipped": skipped,
     }
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "bench.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     markdown = to_markdown(report)
-    (args.output_dir / "bench.md").write_text(markdown, encoding="utf-8")
+    (output_dir / "bench.md").write_text(markdown, encoding="utf-8")
     sys.stdout.write(markdown)
-    return 0 if results else 1
+    logger.info("wrote %s and %s", output_dir / "bench.json", output_dir / "bench.md")
+    return 0
+
+
+def _guarded(skipped: list[dict], name: str, measure: Callable[[], None]) -> None:
+    """Run one comparison server; its failure is reported and must not lose the other figures."""
+    try:
+        measure()
+    except Exception as error:  # noqa: BLE001 - any failure of a comparison server becomes a "skipped" row
+        logger.exception("%s failed", name)
+        skipped.append({"server": name, "reason": f"{type(error).__name__}: {error}"[:300]})
+
+
+def _bench_mlflow(export: Path, tweets: list[str], budget: Budget, tmp: Path, ready_timeout: float) -> list[dict]:
+    """Log the export into a throw-away store, then serve and measure it."""
+    with tempfile.TemporaryDirectory(prefix="bench-mlflow-") as store_dir:
+        logger.info("logging %s into a throw-away MLflow store", export)
+        store, _, _ = _child("benchmarks.mlflow_store", str(export), store_dir, timeout=600)
+        spec = mlflow_spec(store)
+        return bench_server(spec, [None], tweets, budget, tmp, ready_timeout,
+                            lambda _server, _model: f"{store['model_uri']} (pyfunc over the {export.name} export)")
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
+    began = time.perf_counter()
     code = main()
-    logger.info("benchmark done in %.0f s", time.perf_counter() - started)
+    logger.info("benchmark done in %.0f s", time.perf_counter() - began)
     sys.exit(code)

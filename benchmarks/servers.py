@@ -24,6 +24,37 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass(frozen=True)
+class CpuClock:
+    """Wall time, the machine's busy CPU time and this process's CPU time, read together."""
+
+    wall: float
+    machine: float
+    own: float
+
+    @classmethod
+    def read(cls) -> CpuClock:
+        return cls(time.perf_counter(), machine_busy_seconds(), time.process_time())
+
+
+def cpu_shares(before: CpuClock, after: CpuClock, **used: float) -> dict[str, float]:
+    """Percent of the whole machine (all cores) that each of ``used`` took between two readings.
+
+    Args:
+        before: reading at the start of the phase.
+        after: reading at its end.
+        used: CPU seconds of the processes under test (e.g. ``server=..., wrk=...``).
+
+    Returns:
+        The share of each of ``used``, and ``others``: what every other process took (this harness excluded),
+        which slows the measured processes down.
+    """
+    capacity = max(after.wall - before.wall, 1e-9) * (os.cpu_count() or 1)
+    others = (after.machine - before.machine) - sum(used.values()) - (after.own - before.own)
+    shares = {name: round(seconds / capacity * 100, 1) for name, seconds in used.items()}
+    return shares | {"others": round(max(others, 0.0) / capacity * 100, 1)}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -49,21 +80,24 @@ class ServerSpec:
 
     Attributes:
         name: row name in the results.
-        slug: short name for its log file.
-        command: the command line (its ``{port}`` is filled in).
+        slug: short name for its log and body files.
+        command: the command line (its ``{port}`` and ``{python}`` are filled in).
         ready_path: GET path that answers 200 once the server can predict.
-        single: (path, text → payload) for single-tweet requests.
-        batch: (path, texts → payload) for batch requests.
+        single: (path, text → body) for single-tweet requests; ``benchmarks.run`` passes the model as a
+            second argument (None when the server serves one model only).
+        batch: (path, texts → body) for batch requests, likewise.
         env: extra environment variables.
+        unset: environment variables removed, so that the server runs with its shipped defaults.
     """
 
     name: str
     slug: str
     command: list[str]
     ready_path: str
-    single: tuple[str, Callable[[str], object]]
-    batch: tuple[str, Callable[[list[str]], object]]
+    single: tuple[str, Callable[..., object]]
+    batch: tuple[str, Callable[..., object]]
     env: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
 
 
 class RunningServer:
@@ -74,9 +108,10 @@ class RunningServer:
         self.port = free_port()
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{spec.slug}-{self.port}.log"
-        env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT), "TOKENIZERS_PARALLELISM": "false",
-                            "HF_HUB_OFFLINE": "1"} | spec.env
+        env = {k: v for k, v in os.environ.items() if k not in spec.unset}
+        env |= {"PYTHONPATH": str(PROJECT_ROOT), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"} | spec.env
         command = [part.format(port=self.port, python=sys.executable) for part in spec.command]
+        self.load_at_start = [round(x, 2) for x in os.getloadavg()]
         started = time.perf_counter()
         with self.log_path.open("wb") as log:
             # A session of its own: stopping kills exactly this server and the workers it spawned.
@@ -110,7 +145,10 @@ class RunningServer:
         root = psutil.Process(self.process.pid)
         total = 0.0
         for process in [root, *root.children(recursive=True)]:
-            times = process.cpu_times()
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:  # a worker that just ended takes its time with it
+                continue
             total += times.user + times.system
         return total
 

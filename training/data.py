@@ -1,10 +1,12 @@
 """Sentiment140 readers, cleaning and deterministic stratified splits.
 
-Three formats are read:
+Four formats are read:
 - the Kaggle file (``training.1600000.processed.noemoticon.csv``): no header, six columns
   ``target,ids,date,flag,user,text``, latin-1, fields quoted or not;
 - the 100k two-file format: a folder with ``tweets_100k_negative.txt.gz`` and ``tweets_100k_positive.txt.gz``,
   one UTF-8 tweet per line;
+- the app's export of reviewed feedback: the same six columns under the header ``label,ids,date,flag,user,text``,
+  UTF-8, each cell escaped against spreadsheet formulas (a leading single quote, which the reader drops);
 - a generic CSV with a header holding ``text`` and ``label`` columns.
 
 Labels are returned as 0 (negative) / 1 (positive). Only text and label are kept in memory, so the 1.6M-row
@@ -34,6 +36,10 @@ _LABELS: dict[str, int | None] = {
 }
 _KAGGLE_COLUMNS = 6
 _KAGGLE_TEXT = 5
+# Written by ``app.feedback.FeedbackStore.export_reviewed_csv`` (``EXPORT_COLUMNS`` and ``CELL_ESCAPE`` there).
+# The app also escapes every cell that already starts with the escape, so dropping one leading quote is always right.
+_FEEDBACK_EXPORT_HEADER = ["label", "ids", "date", "flag", "user", "text"]
+_CELL_ESCAPE = "'"
 
 
 class DataFormatError(ValueError):
@@ -91,6 +97,11 @@ def _read_generic(path: Path) -> Iterator[tuple[str, str, int]]:
             yield row["label"], row["text"], reader.line_num
 
 
+def _read_feedback_export(path: Path) -> Iterator[tuple[str, str, int]]:
+    for label, text, line in _read_generic(path):
+        yield label, text.removeprefix(_CELL_ESCAPE), line
+
+
 def _read_two_file(folder: Path) -> Iterator[tuple[str, str, int]]:
     for name, label in ((NEGATIVE_FILE, "0"), (POSITIVE_FILE, "4")):
         path = folder / name
@@ -102,11 +113,13 @@ def _read_two_file(folder: Path) -> Iterator[tuple[str, str, int]]:
 
 
 def detect_format(path: Path) -> str:
-    """Return ``two_file``, ``generic`` or ``kaggle`` for a data path."""
+    """Return ``two_file``, ``feedback_export``, ``generic`` or ``kaggle`` for a data path."""
     if path.is_dir():
         return "two_file"
     with path.open(encoding="latin-1") as handle:
         header = handle.readline().strip().lower().replace('"', "").split(",")
+    if header == _FEEDBACK_EXPORT_HEADER:
+        return "feedback_export"
     return "generic" if {"text", "label"} <= set(header) else "kaggle"
 
 
@@ -117,7 +130,7 @@ def load(path: str | Path) -> Dataset:
     altogether because its label is noise. Every drop is counted in ``Dataset.counts``.
 
     Args:
-        path: a Kaggle-format or generic CSV file, or a folder in the 100k two-file format.
+        path: a Kaggle-format, feedback-export or generic CSV file, or a folder in the 100k two-file format.
 
     Returns:
         The cleaned data set.
@@ -132,7 +145,9 @@ def load(path: str | Path) -> Dataset:
             f"{path} does not exist: set SENTIMENT140_DIR or pass --data-dir to the folder holding the data"
         )
     fmt = detect_format(path)
-    rows = {"two_file": _read_two_file, "generic": _read_generic, "kaggle": _read_kaggle}[fmt](path)
+    readers = {"two_file": _read_two_file, "feedback_export": _read_feedback_export, "generic": _read_generic,
+               "kaggle": _read_kaggle}
+    rows = readers[fmt](path)
     counts = {"rows_read": 0, "neutral_dropped": 0, "empty_dropped": 0, "duplicates_dropped": 0,
               "conflicting_dropped": 0}
     first_label: dict[str, int] = {}

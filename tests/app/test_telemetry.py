@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.feedback import FeedbackStore
+from app.feedback import FeedbackFilter, FeedbackStore
 from app.settings import get_settings
-from app.telemetry import EVENT_NAME, AppInsightsSender, TelemetryFlusher, build_flusher
+from app.telemetry import EVENT_NAME, AppInsightsSender, RetryPolicy, TelemetryFlusher, build_flusher
 from tests.app.fake_ingestion import FakeIngestion, connection_string
 
 
@@ -45,7 +45,8 @@ def make_flusher(path: Path, clock: Clock, conn_str: str | None, include_text: b
                  batch_size: int = 10) -> TelemetryFlusher:
     store = FeedbackStore(path, clock=clock)
     sender = AppInsightsSender(conn_str, include_text=include_text, timeout_s=3) if conn_str else None
-    return TelemetryFlusher(store, sender, batch_size=batch_size, backoff_base_s=10, backoff_max_s=80, lease_s=30)
+    return TelemetryFlusher(store, sender, batch_size=batch_size,
+                            retry=RetryPolicy(backoff_base_s=10, backoff_max_s=80, lease_s=30))
 
 
 def rate(store: FeedbackStore, n: int, verdict: str = "down") -> list[str]:
@@ -126,6 +127,33 @@ def test_partial_acceptance_marks_only_the_accepted_items(fake: FakeIngestion, d
     assert len(fake.feedback_ids()) == 4 and len(set(fake.feedback_ids())) == 4
 
 
+@pytest.mark.parametrize("mode", ["accept", "partial"])
+def test_rows_held_back_by_the_exporters_rate_limit_stay_pending(
+        fake: FakeIngestion, db_path: Path, clock: Clock, mode: str) -> None:
+    # With offline storage off, the exporter's token bucket drops what it cannot send now and still reports
+    # success; only the endpoint's reply may mark a row sent. 20/s keeps rows held back on a slow machine too.
+    store = FeedbackStore(db_path, clock=clock)
+    sender = AppInsightsSender(fake.connection_string, timeout_s=3, max_envelopes_per_second=20)
+    flusher = TelemetryFlusher(store, sender, batch_size=50)
+    ids = rate(store, 400)
+    fake.mode = mode
+    report = flusher.flush_once()
+    rows = store.list(FeedbackFilter(verdict=None), limit=len(ids))
+    sent = {r["id"] for r in rows if r["telemetry_state"] == "sent"}
+    accepted = fake.feedback_ids()
+    assert report.sent == len(sent) == len(accepted) < len(ids)
+    assert sent == set(accepted)
+    received = set(fake.feedback_ids(accepted=False))
+    held_back = [r for r in rows if r["attempts"] and r["id"] not in received]  # tried, never on the wire
+    assert held_back and all("rate limit" in r["last_error"] for r in held_back)
+    assert all(r["telemetry_state"] == "pending" for r in rows if r["id"] not in sent)
+    fake.mode = "accept"
+    flusher.sender = AppInsightsSender(fake.connection_string, timeout_s=3)  # the exporter's default limit
+    clock.now += 3600
+    assert flusher.flush_once().sent == len(ids) - len(sent)
+    assert sorted(fake.feedback_ids()) == sorted(ids)  # every row accepted once, none lost
+
+
 def test_endpoint_down_then_back(db_path: Path, clock: Clock) -> None:
     port = free_port()
     down = connection_string(port)
@@ -163,9 +191,9 @@ def test_app_restarted_between_sends(fake: FakeIngestion, db_path: Path, clock: 
 def test_crash_after_claiming_loses_nothing(fake: FakeIngestion, db_path: Path, clock: Clock) -> None:
     flusher = make_flusher(db_path, clock, fake.connection_string)
     ids = rate(flusher.store, 2)
-    flusher.store.claim_due(10, flusher.lease_s)  # the process died between the lease and the send
+    flusher.store.claim_due(10, flusher.retry.lease_s)  # the process died between the lease and the send
     assert flusher.flush_once().sent == 0  # leased: no other flusher takes them meanwhile
-    clock.now += flusher.lease_s + 1
+    clock.now += flusher.retry.lease_s + 1
     assert flusher.flush_once().sent == 2
     assert sorted(fake.feedback_ids()) == sorted(ids)
 
@@ -207,6 +235,7 @@ def test_build_flusher_reads_the_connection_string_and_privacy_setting(
     flusher = build_flusher(FeedbackStore(db_path), get_settings())
     get_settings.cache_clear()
     assert flusher.enabled and flusher.sender.include_text  # type: ignore[union-attr]
+    assert flusher.retry == RetryPolicy(backoff_base_s=10, backoff_max_s=3600, lease_s=4 * 10 + 30)
 
 
 def test_a_malformed_connection_string_turns_telemetry_off(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,7 +268,7 @@ def test_sender_exception_keeps_rows_pending(db_path: Path, clock: Clock) -> Non
             raise RuntimeError("boom")
 
     store = FeedbackStore(db_path, clock=clock)
-    flusher = TelemetryFlusher(store, Broken(), backoff_base_s=5)
+    flusher = TelemetryFlusher(store, Broken(), retry=RetryPolicy(backoff_base_s=5))
     rate(store, 1)
     assert flusher.flush_once().failed == 1
     row = store.list()[0]
@@ -247,5 +276,5 @@ def test_sender_exception_keeps_rows_pending(db_path: Path, clock: Clock) -> Non
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    flusher = TelemetryFlusher(store=None, sender=None, backoff_base_s=10, backoff_max_s=60)  # type: ignore[arg-type]
-    assert [flusher.backoff(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    policy = RetryPolicy(backoff_base_s=10, backoff_max_s=60)
+    assert [policy.backoff(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]

@@ -56,6 +56,20 @@ def test_generic_csv(tmp_path: Path) -> None:
     assert data.texts == ["lovely", "awful", "yay"] and list(data.labels) == [1, 0, 1]
 
 
+def test_feedback_export_drops_the_formula_escape_but_a_generic_csv_keeps_its_quotes(tmp_path: Path) -> None:
+    export = tmp_path / "reviewed.csv"
+    export.write_text("label,ids,date,flag,user,text\n"
+                      "0,a,d,NO_QUERY,feedback,'=SUM(A1:A9)\n"
+                      "4,b,d,NO_QUERY,feedback,'@friend see you at the gate\n"
+                      "4,c,d,NO_QUERY,feedback,''tis the season\n"
+                      "0,d,d,NO_QUERY,feedback,no escape needed\n", encoding="utf-8")
+    assert detect_format(export) == "feedback_export"
+    assert load(export).texts == ["=SUM(A1:A9)", "@friend see you at the gate", "'tis the season", "no escape needed"]
+    generic = tmp_path / "generic.csv"
+    generic.write_text("text,label\n'tis the season,4\n", encoding="utf-8")
+    assert load(generic).texts == ["'tis the season"]
+
+
 def test_generic_csv_needs_its_columns(tmp_path: Path) -> None:
     path = tmp_path / "g.csv"
     path.write_text("tweet,label\nx,0\n", encoding="utf-8")
