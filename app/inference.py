@@ -1,21 +1,29 @@
 """Predictions for the pages: input checks, one tweet on one or every model, and CSV batches.
 
-The models are the API's predictors (``api.predictor``, loaded by ``api.registry``): anything with ``name``,
-``version``, ``labels`` and ``predict_proba(texts) -> (n, 2)`` works, which is what the tests' fakes give.
+Anything with ``name``, ``version``, ``labels`` and ``predict_proba(texts) -> (n, 2)`` is a :class:`Model`. The
+pages pass :class:`QueuedModel`: a model of the API's registry reached through its queue
+(:func:`api.classify.classify_from_thread`), so the UI's tweets share batches, limits, deadline and metrics with
+the API's requests; the tests' fakes are plain predictors.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
+
+from api.batching import DeadlineError, QueueFullError
+from api.classify import classify_from_thread
+from api.registry import ModelRegistry, ServedModel
 
 MAX_TWEET_CHARS = 280
 # Written for this product (not taken from any data set): a spread of clear and tricky cases.
@@ -28,16 +36,62 @@ EXAMPLE_TWEETS = (
 )
 TEXT_COLUMNS = ("text", "tweet", "content", "message")
 _SENTIMENT140_COLUMNS = 6
+_LAYOUT_ROWS = 50  # rows looked at to tell a headerless layout
+SNIFF_BYTES = 64 * 1024  # prefix of an upload decoded to choose UTF-8 or latin-1
+MAX_LINE_CHARS = 131_072  # the csv module's default field limit: no tweet file has longer lines
+# Retries of a batch chunk refused by a busy queue (QueueFullError, DeadlineError), each after its retry_after.
+BUSY_RETRIES = 3
 
 
 class Model(Protocol):
     """The part of ``api.predictor.Predictor`` the pages use."""
 
-    name: str
-    version: str
-    labels: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class QueuedModel:
+    """A served model reached through the server's queue, deadline and metrics, from a page's thread.
+
+    ``predict_proba`` raises ``api.batching.QueueFullError`` or ``DeadlineError`` when the queue is busy; without
+    a running server loop (page tests) the predictor is called directly (see
+    :func:`api.classify.classify_from_thread`).
+    """
+
+    registry: ModelRegistry
+    served: ServedModel
+
+    @property
+    def name(self) -> str:
+        return self.served.name
+
+    @property
+    def version(self) -> str:
+        return self.served.version
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.served.predictor.labels
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return classify_from_thread(self.registry, self.served, texts)
+
+
+class BusyError(RuntimeError):
+    """The models' queue refused the work (full, or its deadline passed); ``retry_after`` is a fair wait in s."""
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message or f"The models are busy right now; try again in {retry_after} s.")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -72,9 +126,16 @@ def char_count(text: str | None) -> str:
 
 
 def predict(model: Model, text: str) -> Prediction:
-    """Score ``text`` with ``model`` and time the call."""
+    """Score ``text`` with ``model`` and time the call (queue included).
+
+    Raises:
+        BusyError: the model's queue is full or missed its deadline.
+    """
     start = time.perf_counter()
-    proba = np.asarray(model.predict_proba([text]), dtype=float)[0]
+    try:
+        proba = np.asarray(model.predict_proba([text]), dtype=float)[0]
+    except (QueueFullError, DeadlineError) as error:
+        raise BusyError(error.retry_after) from error
     latency_ms = (time.perf_counter() - start) * 1000
     best = int(proba.argmax())
     return Prediction(text=text, model_name=model.name, model_version=str(model.version),
@@ -84,7 +145,11 @@ def predict(model: Model, text: str) -> Prediction:
 
 
 def predict_all(models: Sequence[Model], text: str) -> pd.DataFrame:
-    """Every model's verdict on ``text``: ``model, version, label, confidence, p_positive, latency_ms``."""
+    """Every model's verdict on ``text``: ``model, version, label, confidence, p_positive, latency_ms``.
+
+    Raises:
+        BusyError: a model's queue is full or missed its deadline.
+    """
     rows = []
     for model in models:
         result = predict(model, text)
@@ -98,59 +163,133 @@ class CsvError(ValueError):
     """An uploaded file that holds no tweets we can find."""
 
 
-def read_tweets_csv(data: bytes, max_rows: int) -> pd.DataFrame:
+def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
     """The tweets of an uploaded CSV as a frame with a ``text`` column (other columns kept).
 
     Accepted: a header with a ``text`` (or ``tweet``, ``content``, ``message``) column; Sentiment140's six
-    columns without header (text in the last); or a single column without header.
+    columns without header (text in the last); or a single column without header. UTF-8 (with or without BOM),
+    else latin-1.
+
+    The file is read as a stream, row by row, and reading stops at the first row past ``max_rows``: memory
+    depends on the row limit, not on the size of the file.
+
+    Args:
+        source: the file's bytes, or a seekable binary file (Streamlit's ``UploadedFile``), left open.
+        max_rows: most rows accepted (the header not counted).
 
     Raises:
-        CsvError: the file is empty, not text, has no usable column or more than ``max_rows`` rows.
+        CsvError: the file is empty, has no usable column, more than ``max_rows`` rows or a line or cell far
+            longer than any tweet.
     """
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    start = stream.tell()
+    prefix = stream.read(SNIFF_BYTES)
+    stream.seek(start)
     try:
-        content = data.decode("utf-8-sig")
+        codecs.getincrementaldecoder("utf-8")().decode(prefix, final=len(prefix) < SNIFF_BYTES)
     except UnicodeDecodeError:
-        content = data.decode("latin-1")
-    rows = [row for row in csv.reader(io.StringIO(content)) if row]
-    if not rows:
+        return _read_csv(stream, "latin-1", max_rows)
+    try:
+        return _read_csv(stream, "utf-8-sig", max_rows)
+    except UnicodeDecodeError:
+        # UTF-8 at the start only: read it all as latin-1, as a decode of the whole file would have.
+        stream.seek(start)
+        return _read_csv(stream, "latin-1", max_rows)
+
+
+def _read_csv(stream: BinaryIO, encoding: str, max_rows: int) -> pd.DataFrame:
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    try:
+        return _frame((row for row in csv.reader(_lines(text)) if row), max_rows)
+    except csv.Error as error:
+        if "field limit" in str(error):
+            raise CsvError(f"A cell is longer than {csv.field_size_limit():,} characters: this is not a file of "
+                           "tweets.") from error
+        raise CsvError(f"The file is not a readable CSV: {error}.") from error
+    finally:
+        text.detach()  # leave the caller's file open
+
+
+def _lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The physical lines of ``text``, refusing one far longer than any tweet before it is all in memory."""
+    while line := text.readline(MAX_LINE_CHARS):
+        if len(line) == MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            raise CsvError(f"A line is longer than {MAX_LINE_CHARS:,} characters: this is not a file of tweets.")
+        yield line
+
+
+def _frame(rows: Iterator[list[str]], max_rows: int) -> pd.DataFrame:
+    first = next(rows, None)
+    if first is None:
         raise CsvError("The file is empty.")
-    header = [cell.strip().lower() for cell in rows[0]]
+    header = [cell.strip().lower() for cell in first]
     text_column = next((name for name in TEXT_COLUMNS if name in header), None)
     if text_column is not None:
-        body = rows[1:]
         width = len(header)
-        frame = pd.DataFrame([(r + [""] * width)[:width] for r in body], columns=header)
-        frame = frame.rename(columns={text_column: "text"})
-    elif all(len(r) == _SENTIMENT140_COLUMNS for r in rows[:50]):
-        frame = pd.DataFrame({"text": [r[-1] for r in rows]})
-    elif all(len(r) == 1 for r in rows[:50]):
-        frame = pd.DataFrame({"text": [r[0] for r in rows]})
+        body = [(r + [""] * width)[:width] for r in _at_most(rows, max_rows)]
+        if not body:
+            raise CsvError("The file has a header but no rows.")
+        return pd.DataFrame(body, columns=header).rename(columns={text_column: "text"})
+    head = [first, *itertools.islice(rows, _LAYOUT_ROWS - 1)]
+    if all(len(r) == _SENTIMENT140_COLUMNS for r in head):
+        column = -1
+    elif all(len(r) == 1 for r in head):
+        column = 0
     else:
         raise CsvError(f"No text column found: add a header with one of {', '.join(TEXT_COLUMNS)}, "
                        "or upload one tweet per line.")
-    if len(frame) > max_rows:
-        raise CsvError(f"The file has {len(frame):,} rows; the limit is {max_rows:,}.")
-    if frame.empty:
-        raise CsvError("The file has a header but no rows.")
-    return frame.reset_index(drop=True)
+    return pd.DataFrame({"text": [r[column] for r in _at_most(itertools.chain(head, rows), max_rows)]})
 
 
-def score_frame(model: Model, frame: pd.DataFrame, batch_size: int = 64,
-                progress: Callable[[float], None] | None = None) -> pd.DataFrame:
+def _at_most(rows: Iterator[list[str]], max_rows: int) -> list[list[str]]:
+    """The first ``max_rows`` rows; refused as soon as one more is seen."""
+    kept = list(itertools.islice(rows, max_rows))
+    if next(rows, None) is not None:
+        raise CsvError(f"The file has more than {max_rows:,} rows; the limit is {max_rows:,}.")
+    return kept
+
+
+Progress = Callable[[float, str], None]
+
+
+def score_frame(model: Model, frame: pd.DataFrame, batch_size: int = 32, progress: Progress | None = None, *,
+                retries: int = BUSY_RETRIES, sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
     """``frame`` with ``label``, ``confidence``, ``p_negative``, ``p_positive`` and ``note`` added.
 
-    Empty rows are not scored (``note`` says why); over-long rows are scored and flagged.
+    Empty rows are not scored (``note`` says why); over-long rows are scored and flagged. The texts go in chunks
+    of ``batch_size``, one after another, so other clients of the model's queue are served between them. A
+    chunk refused by a busy queue waits its ``retry_after`` and is sent again, up to ``retries`` times.
+
+    Args:
+        progress: called with the share done and a line to show (``"Scoring… 40%"``, or why it waits).
+        retries: tries of a refused chunk after the first.
+        sleep: how to wait (tests pass a recorder).
+
+    Raises:
+        BusyError: a chunk was still refused after ``retries`` waits; nothing is returned.
     """
     texts = frame["text"].fillna("").astype(str).tolist()
     usable = [i for i, t in enumerate(texts) if t.strip()]
     proba = np.full((len(texts), 2), np.nan)
+    report = progress or (lambda share, text: None)
     for start in range(0, len(usable), batch_size):
         index = usable[start : start + batch_size]
-        proba[index] = np.asarray(model.predict_proba([texts[i] for i in index]), dtype=float)
-        if progress is not None:
-            progress(min(1.0, (start + len(index)) / len(usable)))
-    if progress is not None:
-        progress(1.0)
+        done = start / len(usable)
+        for attempt in range(retries + 1):
+            try:
+                proba[index] = np.asarray(model.predict_proba([texts[i] for i in index]), dtype=float)
+                break
+            except (QueueFullError, DeadlineError) as error:
+                if attempt == retries:
+                    raise BusyError(error.retry_after, (
+                        f"The models stayed busy after {retries} retries: the file was not scored and nothing "
+                        f"was kept. Try again in {error.retry_after} s.")) from error
+                report(done, f"Scoring… {done:.0%} · the models are busy: retrying in {error.retry_after} s "
+                             f"(retry {attempt + 1} of {retries})")
+                sleep(error.retry_after)
+        share = min(1.0, (start + len(index)) / len(usable))
+        report(share, f"Scoring… {share:.0%}")
+    report(1.0, "Scoring… 100%")
     out = frame.copy()
     scored = ~np.isnan(proba[:, 0])
     best = np.where(scored, np.nan_to_num(proba).argmax(axis=1), 0)

@@ -7,8 +7,10 @@ import streamlit as st
 from app import charts, services, ui
 from app.inference import (
     EXAMPLE_TWEETS,
+    BusyError,
     CsvError,
     Prediction,
+    QueuedModel,
     char_count,
     predict,
     predict_all,
@@ -68,10 +70,19 @@ def _single_tab(registry_names: list[str], default: str, champion: str) -> None:
             st.session_state.pop("prediction", None)
             st.warning(error, icon=":material/edit_note:")
         else:
+            # Through the API's queue: shared batches, the same limits, deadline and metrics as API clients.
             registry = services.ready_registry()
-            st.session_state["prediction"] = predict(registry.get(model_name).predictor, text)
-            st.session_state["all_models"] = (
-                predict_all([m.predictor for m in registry.models()], text) if compare_all else None)
+            try:
+                prediction = predict(QueuedModel(registry, registry.get(model_name)), text)
+                verdicts = (predict_all([QueuedModel(registry, m) for m in registry.models()], text)
+                            if compare_all else None)
+            except BusyError as error:
+                st.session_state.pop("prediction", None)
+                st.session_state.pop("all_models", None)
+                st.warning(str(error), icon=":material/hourglass_top:")
+            else:
+                st.session_state["prediction"] = prediction
+                st.session_state["all_models"] = verdicts
     prediction: Prediction | None = st.session_state.get("prediction")
     if prediction is None:
         return
@@ -95,14 +106,25 @@ def _batch_tab(registry_names: list[str], default: str) -> None:
                               key="batch_model")
     if upload is not None and st.button("Score the file", key="score_batch"):
         try:
-            frame = read_tweets_csv(upload.getvalue(), settings.batch_max_rows)
+            upload.seek(0)
+            frame = read_tweets_csv(upload, settings.batch_max_rows)  # streamed: stops past the row limit
         except CsvError as error:
             st.error(str(error))
             return
         bar = st.progress(0.0, text="Scoring…")
-        model = services.ready_registry().get(model_name).predictor
-        st.session_state["batch_result"] = score_frame(
-            model, frame, progress=lambda share: bar.progress(share, text=f"Scoring… {share:.0%}"))
+        registry = services.ready_registry()
+        try:
+            # Chunks of one model call each, one after another: API requests are served between them.
+            result = score_frame(QueuedModel(registry, registry.get(model_name)), frame,
+                                 batch_size=registry.settings.max_batch_size,
+                                 progress=lambda share, line: bar.progress(share, text=line))
+        except BusyError as error:
+            bar.empty()
+            st.session_state.pop("batch_result", None)
+            st.session_state.pop("batch_name", None)
+            st.error(str(error), icon=":material/hourglass_top:")
+            return
+        st.session_state["batch_result"] = result
         st.session_state["batch_name"] = upload.name
     result = st.session_state.get("batch_result")
     if result is not None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
+from collections.abc import Sequence
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from api.batching import DeadlineError, QueueFullError
 from app.inference import (
     EXAMPLE_TWEETS,
     MAX_TWEET_CHARS,
@@ -68,8 +74,145 @@ def test_read_csv_errors(data: bytes, message: str) -> None:
 def test_score_frame_skips_empty_rows_flags_long_ones_and_reports_progress() -> None:
     frame = pd.DataFrame({"text": ["love it", "", "worst trip", "great " * 60]})
     shares: list[float] = []
-    out = score_frame(FakePredictor(), frame, batch_size=2, progress=shares.append)
+    out = score_frame(FakePredictor(), frame, batch_size=2, progress=lambda share, _: shares.append(share))
     assert list(out["label"]) == ["positive", "", "negative", "positive"]
     assert out["note"].tolist()[1] == "empty: not scored" and "longer than 280" in out["note"].tolist()[3]
     assert out["confidence"].isna().tolist() == [False, True, False, False]
     assert shares[-1] == 1.0 and shares == sorted(shares)
+
+
+# -- uploads read as a stream (audit finding 8) ------------------------------------------------------------------
+class CountingUpload(io.BytesIO):
+    """An uploaded file (Streamlit's ``UploadedFile`` is a ``BytesIO``) that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def read1(self, size: int = -1) -> bytes:
+        chunk = super().read1(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        count = super().readinto(buffer)
+        self.bytes_read += count
+        return count
+
+
+def one_column_file(rows: int) -> bytes:
+    return "".join(f"made-up tweet number {i} about a late flight\n" for i in range(rows)).encode()
+
+
+def test_a_file_far_over_the_row_limit_is_refused_after_reading_about_the_limit() -> None:
+    upload = CountingUpload(one_column_file(200_000))  # 9 MB, 200,000 rows
+    with pytest.raises(CsvError, match="limit is 100"):
+        read_tweets_csv(upload, 100)
+    # 101 rows are 5 KB; what was read beyond them is the encoding sniff and the decoder's buffer.
+    assert upload.bytes_read < 256 * 1024, upload.bytes_read
+    assert not upload.closed  # the caller's file stays usable
+
+
+def test_memory_of_a_refused_file_is_bounded_by_the_row_limit_not_the_file_size() -> None:
+    data = b"ok\n" * 400_000  # 1.2 MB of one-column rows: a whole read made about 40 MB of lists
+    tracemalloc.start()
+    try:
+        with pytest.raises(CsvError, match="limit is 100"):
+            read_tweets_csv(data, 100)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("data", [
+    b'text\n"' + b"x" * 200_000 + b'"\n',  # a quoted cell over the csv module's field limit
+    b"y" * 2_000_000,  # one 2 MB line without a newline
+], ids=["long-quoted-cell", "long-line"])
+def test_an_overlong_cell_or_line_is_a_clear_csv_error(data: bytes) -> None:
+    with pytest.raises(CsvError, match="longer than"):
+        read_tweets_csv(data, 10)
+
+
+@pytest.mark.parametrize("data, texts", [
+    (b"id,Text\n1,hello there\n2,\"quoted, with comma\"\n", ["hello there", "quoted, with comma"]),
+    (b'"0","1","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","someone","my own test tweet"\n', ["my own test tweet"]),
+    ("\ufefffirst\r\nsecond \U0001f600\r\n".encode(), ["first", "second \U0001f600"]),
+    ("caf\xe9 latin-1\n".encode("latin-1"), ["caf\xe9 latin-1"]),
+    (b"text\n\"two\nlines\"\n\nthird\n", ["two\nlines", "third"]),
+], ids=["header", "sentiment140", "utf-8-bom-crlf", "latin-1", "multiline-cell"])
+def test_accepted_formats_from_an_uploaded_file(data: bytes, texts: list[str]) -> None:
+    upload = CountingUpload(data)
+    assert list(read_tweets_csv(upload, 10)["text"]) == texts
+    assert list(read_tweets_csv(data, 10)["text"]) == texts
+
+
+def test_a_file_that_stops_being_utf8_after_the_sniffed_prefix_is_read_as_latin1() -> None:
+    data = ("\xe9t\xe9\n" * 30_000).encode() + "caf\xe9\n".encode("latin-1")
+    frame = read_tweets_csv(CountingUpload(data), 100_000)
+    assert len(frame) == 30_001 and frame["text"].iloc[-1] == "caf\xe9"
+    assert frame["text"].iloc[0] == "\xe9t\xe9".encode().decode("latin-1")  # as a whole-file decode gave
+
+
+def test_exactly_max_rows_is_accepted() -> None:
+    assert len(read_tweets_csv(one_column_file(100), 100)) == 100
+    assert len(read_tweets_csv(b"text\n" + one_column_file(100), 100)) == 100
+
+
+# -- a busy queue: retries, clear errors --------------------------------------------------------------------------
+class BusyPredictor(FakePredictor):
+    """A model whose first calls fail the way the server's queue refuses work."""
+
+    def __init__(self, failures: list[Exception], always: Exception | None = None) -> None:
+        super().__init__()
+        self.failures = failures
+        self.always = always
+        self.sizes: list[int] = []
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.always is not None:
+            raise self.always
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sizes.append(len(texts))
+        return super().predict_proba(texts)
+
+
+def test_score_frame_waits_retry_after_when_the_queue_is_busy_and_says_so() -> None:
+    model = BusyPredictor([QueueFullError("busy", retry_after=3), DeadlineError("late", retry_after=2)])
+    frame = pd.DataFrame({"text": [f"love it {i}" for i in range(5)]})
+    sleeps: list[float] = []
+    notes: list[tuple[float, str]] = []
+    out = score_frame(model, frame, batch_size=2, progress=lambda share, text: notes.append((share, text)),
+                      sleep=sleeps.append)
+    assert sleeps == [3, 2]
+    assert model.sizes == [2, 2, 1]  # chunks sent one after another
+    assert list(out["label"]) == ["positive"] * 5
+    busy = [text for _, text in notes if "busy" in text]
+    assert len(busy) == 2 and "retrying in 3 s" in busy[0] and "retrying in 2 s" in busy[1]
+    assert notes[-1] == (1.0, "Scoring… 100%")
+
+
+def test_score_frame_gives_up_after_bounded_retries_with_a_clear_error() -> None:
+    from app.inference import BusyError
+
+    model = BusyPredictor([], always=QueueFullError("busy", retry_after=4))
+    sleeps: list[float] = []
+    with pytest.raises(BusyError, match="nothing was kept. Try again in 4 s") as raised:
+        score_frame(model, pd.DataFrame({"text": ["a", "b", "c"]}), batch_size=2, retries=2, sleep=sleeps.append)
+    assert sleeps == [4, 4] and raised.value.retry_after == 4
+
+
+@pytest.mark.parametrize("error", [QueueFullError("busy", retry_after=7), DeadlineError("late", retry_after=7)])
+def test_a_busy_queue_gives_single_predictions_a_clear_message(error: Exception) -> None:
+    from app.inference import BusyError
+
+    with pytest.raises(BusyError, match="busy.*try again in 7 s"):
+        predict(BusyPredictor([], always=error), "hello")
+    with pytest.raises(BusyError, match="try again in 7 s"):
+        predict_all([FakePredictor(), BusyPredictor([], always=error)], "hello")

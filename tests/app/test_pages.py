@@ -13,6 +13,7 @@ from streamlit.runtime.context import StreamlitHeaders
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block, Node
 
+from api.batching import QueueFullError
 from api.registry import ModelRegistry
 from api.settings import Settings as ApiSettings
 from app import runs, services
@@ -408,3 +409,61 @@ def test_the_unlocked_review_page_locks_itself_after_the_session_ttl(fakes: dict
     assert not is_unlocked(at) and not at.dataframe
     assert "30 minutes" in at.info[0].value
     assert is_unlocked(unlock(at, SECRET))
+
+
+# -- prediction page under a busy queue (audit finding 8) ----------------------------------------------------------
+def always_busy(model: FakePredictor, monkeypatch: pytest.MonkeyPatch, retry_after: int) -> list[int]:
+    """Make ``model`` refuse every call the way a full queue does; the returned list counts the attempts."""
+    attempts: list[int] = []
+
+    def refuse(texts: object) -> None:
+        attempts.append(1)
+        raise QueueFullError("model is busy", retry_after)
+
+    monkeypatch.setattr(model, "predict_proba", refuse)
+    return attempts
+
+
+def test_a_busy_queue_gives_a_single_prediction_a_clear_message(fakes: dict,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    always_busy(fakes["fake-lexicon"], monkeypatch, retry_after=5)
+    at = predict(new_app().run(), "I love this great crew")
+    assert not at.exception, at.exception
+    assert "try again in 5 s" in at.warning[0].value
+    assert not at.metric and not at.feedback
+
+
+def test_a_busy_queue_gives_the_all_models_view_a_clear_message(fakes: dict,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    always_busy(fakes["fake-other"], monkeypatch, retry_after=3)
+    at = new_app().run()
+    at.toggle(key="compare_all").set_value(True)
+    at = predict(at, "happy landing")
+    assert not at.exception, at.exception
+    assert "try again in 3 s" in at.warning[0].value
+    assert not at.metric and not at.dataframe
+
+
+def test_batch_tab_retries_a_busy_queue_then_keeps_nothing(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = new_app().run()
+    at.file_uploader(key="batch_file").set_value(("mine.csv", b"text\nlove it\nworst delay\n", "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert list(at.dataframe[0].value["label"]) == ["positive", "negative"]
+    attempts = always_busy(fakes["fake-lexicon"], monkeypatch, retry_after=0)
+    at.file_uploader(key="batch_file").set_value(("other.csv", b"text\nhappy\n", "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert not at.exception, at.exception
+    assert len(attempts) > 1  # retried before giving up
+    assert "busy" in at.error[0].value and "nothing was kept" in at.error[0].value
+    assert not at.dataframe and not at.get("download_button")  # neither half of this file nor the last one
+
+
+def test_batch_tab_refuses_a_file_over_the_row_limit(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCH_MAX_ROWS", "3")
+    get_settings.cache_clear()
+    at = new_app().run()
+    rows = "".join(f"made-up tweet {i}\n" for i in range(50)).encode()
+    at.file_uploader(key="batch_file").set_value(("big.csv", rows, "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert "limit is 3" in at.error[0].value
+    assert sum(m.calls for m in fakes.values()) == 0
