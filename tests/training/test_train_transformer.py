@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,16 @@ def test_finished_run_is_reused_only_with_the_same_settings(tmp_path: Path) -> N
     assert train(_cfg(tmp_path, checkpoint_every=5), data) == model_dir
     with pytest.raises(SystemExit, match="other settings"):
         train(_cfg(tmp_path, learning_rate=1e-3), data)
+
+
+def test_a_finished_run_from_before_the_family_settings_is_still_reused(tmp_path: Path) -> None:
+    data = _data(32)
+    model_dir = train(_cfg(tmp_path), data)
+    summary_path = tmp_path / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    for key in ("family", "freeze_embeddings", "freeze_layers", "time_budget_min"):
+        del summary["config"][key]
+    summary_path.write_text(json.dumps(summary))
+    assert train(_cfg(tmp_path), data) == model_dir
+    with pytest.raises(SystemExit, match="other settings"):
+        train(_cfg(tmp_path, freeze_layers=1), data)
