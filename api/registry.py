@@ -275,6 +275,7 @@ class ModelRegistry:
             on_batch=on_batch,
             max_queue_texts=self.settings.max_queue_texts,
             on_drop=on_drop,
+            workers=self.settings.model_workers,
         )
         if self.metrics is not None:
             self.metrics.track_queue(predictor.name, lambda: float(batcher.queued_texts))

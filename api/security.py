@@ -104,7 +104,7 @@ def api_key_dependency(checker: KeyChecker):
         A FastAPI dependency to put on the protected routers.
     """
 
-    def require_api_key(
+    async def require_api_key(
         api_key: Annotated[str | None, Depends(_api_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:

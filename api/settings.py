@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         "else the best validation_random accuracy.",
     )
     onnx_threads: int = Field(default=2, ge=1, le=64, description="ONNX Runtime intra-op threads per transformer.")
+    model_workers: int = Field(
+        default=1, ge=1, le=16,
+        description="Model calls that may run at once per model, each in its own thread (ONNX_THREADS each).",
+    )
     max_batch_size: int = Field(
         default=32, ge=1, le=MAX_BATCH_TEXTS, description="Most texts in one model call (micro-batches and chunks)."
     )

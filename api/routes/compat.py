@@ -7,10 +7,9 @@ limits as the v1 routes.
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Request
 
-from api.deps import MetricsDep, ReadyRegistryDep, SettingsDep, check_text_lengths, classify_request, resolve_model
+from api.deps import predict_texts
 from api.exports import SENTIMENT140_CODES
 from api.routes.predict import to_predictions
 from api.schemas import CompatBatchRequest, CompatMessage, CompatPrediction, CompatPredictRequest
@@ -23,10 +22,8 @@ ORIGINAL_MESSAGE = "Service BERT FastAPI is running."
 SENTIMENTS = {"negative": "Tweet négatif", "positive": "Tweet positif"}
 
 
-async def _classify(request: Request, texts: list[str], registry: ReadyRegistryDep, settings: SettingsDep,
-                    metrics: MetricsDep) -> list[CompatPrediction]:
-    model = resolve_model(registry, None)
-    proba: np.ndarray = await classify_request(request, model, texts, settings, metrics)
+async def _classify(request: Request, texts: list[str], field: str) -> list[CompatPrediction]:
+    model, proba = await predict_texts(request, texts, None, field)
     return [
         CompatPrediction(tweet=text, prediction=SENTIMENT140_CODES[p.label], confidence=p.confidence,
                          sentiment=SENTIMENTS[p.label])
@@ -41,16 +38,12 @@ async def root() -> CompatMessage:
 
 
 @router.post("/predict", summary="Original: classify one tweet")
-async def predict(request: Request, body: CompatPredictRequest, registry: ReadyRegistryDep, settings: SettingsDep,
-                  metrics: MetricsDep) -> CompatPrediction:
+async def predict(request: Request, body: CompatPredictRequest) -> CompatPrediction:
     """`prediction` is Sentiment140's code (0 negative, 4 positive), `confidence` the top probability."""
-    check_text_lengths([body.text], settings.max_text_chars, "text")
-    return (await _classify(request, [body.text], registry, settings, metrics))[0]
+    return (await _classify(request, [body.text], "text"))[0]
 
 
 @router.post("/predict_batch", summary="Original: classify a list of tweets")
-async def predict_batch(request: Request, body: CompatBatchRequest, registry: ReadyRegistryDep,
-                        settings: SettingsDep, metrics: MetricsDep) -> list[CompatPrediction]:
+async def predict_batch(request: Request, body: CompatBatchRequest) -> list[CompatPrediction]:
     """One answer per tweet, in order (at most 256 tweets)."""
-    check_text_lengths(body.texts, settings.max_text_chars, "texts")
-    return await _classify(request, body.texts, registry, settings, metrics)
+    return await _classify(request, body.texts, "texts")

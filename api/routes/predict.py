@@ -7,14 +7,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Body, Request
 
-from api.deps import (
-    MetricsDep,
-    ReadyRegistryDep,
-    SettingsDep,
-    check_text_lengths,
-    classify_request,
-    resolve_model,
-)
+from api.deps import predict_texts
 from api.registry import ServedModel
 from api.schemas import BatchPredictRequest, BatchPredictResponse, Prediction, PredictRequest, Probabilities
 
@@ -45,18 +38,13 @@ def to_predictions(model: ServedModel, proba: np.ndarray) -> list[Prediction]:
 async def predict(
     request: Request,
     body: Annotated[PredictRequest, Body(openapi_examples=_SINGLE_EXAMPLES)],
-    registry: ReadyRegistryDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
 ) -> Prediction:
     """Label one tweet `positive` or `negative`, with both probabilities and the model's name and version.
 
     Concurrent calls are grouped into shared model calls (micro-batching); each still gets its own answer.
     503 with `Retry-After` when the model's queue is full or the answer misses `REQUEST_TIMEOUT_S`.
     """
-    check_text_lengths([body.text], settings.max_text_chars, "text")
-    model = resolve_model(registry, body.model)
-    proba = await classify_request(request, model, [body.text], settings, metrics)
+    model, proba = await predict_texts(request, [body.text], body.model, "text")
     return to_predictions(model, proba)[0]
 
 
@@ -64,14 +52,9 @@ async def predict(
 async def predict_batch(
     request: Request,
     body: Annotated[BatchPredictRequest, Body(openapi_examples=_BATCH_EXAMPLES)],
-    registry: ReadyRegistryDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
 ) -> BatchPredictResponse:
     """One prediction per text, in the order given; the texts run in chunks of `MAX_BATCH_SIZE`."""
-    check_text_lengths(body.texts, settings.max_text_chars, "texts")
-    model = resolve_model(registry, body.model)
-    proba = await classify_request(request, model, body.texts, settings, metrics)
+    model, proba = await predict_texts(request, body.texts, body.model, "texts")
     predictions = to_predictions(model, proba)
     return BatchPredictResponse(model=model.name, version=model.version, count=len(predictions),
                                 predictions=predictions)

@@ -316,3 +316,50 @@ def test_a_cancelled_caller_leaves_the_queue() -> None:
 
     run(scenario())
     assert model.calls == [1]
+
+
+def test_a_lone_tweet_on_an_idle_model_runs_on_the_event_loop_and_others_queue_for_the_worker() -> None:
+    import threading
+
+    threads: list[str] = []
+
+    def model(texts: Sequence[str]) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.01)
+        return FakeModel()(texts)
+
+    batcher = MicroBatcher(model, max_batch_size=8)
+
+    async def scenario():
+        await batcher.predict(["first"])  # starts the worker
+        threads.clear()
+        for _ in range(3):
+            await batcher.predict(["alone"])
+        lone = list(threads)
+        threads.clear()
+        busy = asyncio.ensure_future(batcher.predict(["a batch", "runs on the worker"]))
+        await asyncio.sleep(0.002)  # the worker has it: the model is busy, so the crowd queues behind it
+        await asyncio.gather(busy, *(batcher.predict([f"crowd {i}"]) for i in range(6)))
+        await batcher.aclose()
+        return lone, list(threads)
+
+    lone, crowd = run(scenario())
+    assert lone == [threading.main_thread().name] * 3
+    assert crowd and all(name.startswith("predict-") for name in crowd)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_several_workers_answer_every_request_with_its_own_rows(workers: int) -> None:
+    model = FakeModel(delay_s=0.002)
+    batcher = MicroBatcher(model, max_batch_size=4, workers=workers)
+    texts = [f"text {'x' * i}" for i in range(40)]
+
+    async def scenario():
+        results = await asyncio.gather(*(batcher.predict([t]) for t in texts), batcher.predict(texts))
+        await batcher.aclose()
+        return results
+
+    *singles, together = run(scenario())
+    expected = np.array([(len(t) % 10) / 10 for t in texts], dtype=np.float32)
+    np.testing.assert_allclose([s[0, 1] for s in singles], expected)
+    np.testing.assert_allclose(together[:, 1], expected)
