@@ -6,8 +6,11 @@
   ``labels`` (class index → name, ``["negative", "positive"]``), ``preprocessing_version``;
 - ``variants``: variant name → ONNX file (``int8``/``fp32`` for transformers, ``onnx`` for classical),
   ``default_variant``; transformers also give ``max_length`` and ``tokenizer`` (``tokenizer.json``);
-- ``files``: file name → sha256 of every file the export ships (files absent from the folder, such as the
-  fp32 ONNX kept out of git, are only checked when asked for);
+- ``files``: file path (relative, possibly in a sub-folder) → sha256 of every file the export ships (files
+  absent from the folder, such as the fp32 ONNX kept out of git, are only checked when asked for);
+- ``external_data`` (optional): variant → the files holding that graph's weights (ONNX external data, one
+  file per tensor, so that no file of a large model is over 95 MB); each is checked like the graph;
+- ``architecture`` (optional): the base model's architecture (``bert``, ``mpnet``);
 - ``metrics``: evaluation set → metric → value; ``mlflow``: run id, registered model and version;
   ``aliases`` (e.g. ``["champion"]``), ``created_at``.
 """
@@ -67,7 +70,10 @@ def read_metadata(folder: Path) -> dict[str, Any]:
 
 def verify_file(folder: Path, meta: dict[str, Any], name: str) -> Path:
     """Return ``folder/name`` after checking that it exists and matches its recorded sha256."""
-    path = folder / name
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ExportError(f"{folder / METADATA_FILE} names {name!r}, outside the export folder")
+    path = folder / relative
     if not path.is_file():
         raise ExportError(f"{path} is missing: re-run `make export` for {meta['name']}")
     expected = meta["files"].get(name)

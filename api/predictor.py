@@ -65,7 +65,10 @@ class TransformerPredictor(Predictor):
         self.tokenizer = Tokenizer.from_file(str(verify_file(folder, meta, meta["tokenizer"])))
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.no_padding()
-        self.session = _session(verify_file(folder, meta, meta["variants"][variant]), threads)
+        graph = verify_file(folder, meta, meta["variants"][variant])
+        for name in meta.get("external_data", {}).get(variant, []):
+            verify_file(folder, meta, name)  # ONNX Runtime reads these weights by itself, unchecked
+        self.session = _session(graph, threads)
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -139,3 +139,12 @@ def test_wait_ready_times_out_with_not_ready(registry_factory) -> None:
 
     asyncio.run(scenario())
     assert registry.ready
+
+
+def test_an_export_cannot_name_files_outside_its_folder(tmp_path) -> None:
+    from api.exports import ExportError, verify_file
+
+    meta = {"name": "x", "files": {"../secret": "0" * 64, "/etc/passwd": "0" * 64}}
+    for name in meta["files"]:
+        with pytest.raises(ExportError, match="outside the export folder"):
+            verify_file(tmp_path, meta, name)
