@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from api.batching import MicroBatcher
+from api.champion import from_metrics, pick_champion
 from api.exports import ExportError, read_metadata
 from api.metrics import Metrics
 from api.predictor import Predictor, discover, load_predictor
@@ -27,8 +28,6 @@ from api.settings import Settings
 logger = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-# The set whose accuracy picks the default when no export is aliased champion (see docs/CONTRACTS.md).
-SELECTION_SET = "validation_random"
 # Different lengths, emoji and an empty normalisation: the first calls allocate what later calls reuse.
 WARMUP_TEXTS = (
     "warming up",
@@ -86,14 +85,12 @@ def choose_default(metadata: dict[str, dict[str, Any]], preferred: str | None) -
             raise ExportError(f"DEFAULT_MODEL={preferred!r} is not among the loaded models {sorted(metadata)}")
         return preferred
 
-    def accuracy(name: str) -> float:
-        value = metadata[name].get("metrics", {}).get(SELECTION_SET, {}).get("accuracy")
-        return float(value) if isinstance(value, int | float) else float("-inf")
-
     champions = [name for name, meta in metadata.items() if CHAMPION_ALIAS in meta.get("aliases", [])]
     if len(champions) > 1:
-        logger.warning("several exports are aliased champion: %s; taking the most accurate", sorted(champions))
-    return sorted(champions or metadata, key=lambda name: (-accuracy(name), name))[0]
+        logger.warning("several exports are aliased champion: %s; applying the champion rule", sorted(champions))
+    best = pick_champion(from_metrics(name, metadata[name].get("metrics", {})) for name in champions or metadata)
+    assert best is not None
+    return best.name
 
 
 class ModelRegistry:

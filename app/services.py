@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from api.registry import CHAMPION_ALIAS, ModelRegistry
+from api.registry import ModelRegistry, choose_default
 from api.settings import Settings as ApiSettings
 from app import runs
 from app.alerts import AlertRule
@@ -55,11 +55,8 @@ def ready_registry() -> ModelRegistry:
 
 
 def champion_name(registry: ModelRegistry) -> str:
-    """The export aliased ``champion`` (the registry's default when none is)."""
-    for model in registry.models():
-        if CHAMPION_ALIAS in model.metadata.get("aliases", []):
-            return model.name
-    return registry.default_name
+    """The export aliased ``champion``, else the champion rule's pick (``api.champion``), whatever DEFAULT_MODEL says."""
+    return choose_default({model.name: model.metadata for model in registry.models()}, None)
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,7 +1,8 @@
 """Registry aliases: each model name points at its latest version; ``champion`` at the best one.
 
-The champion is the registered version with the highest accuracy on ``validation_random_4683.csv`` (the
-honest in-domain set: a random sample of the full 1.6M file, disjoint from the training data).
+The champion is chosen by :func:`api.champion.pick_champion`, the one rule that the API and the UI use too:
+the highest accuracy on ``validation_random_4683.csv`` (the honest in-domain set: a random sample of the full
+1.6M file, disjoint from the training data), ties broken by the lower one-tweet latency.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 
 from mlflow.tracking import MlflowClient
 
+from api.champion import Candidate, pick_champion
 from training import config
 from training.tracking import setup
 
 logger = logging.getLogger(__name__)
 
 CHAMPION_METRIC = f"{config.VALIDATION_RANDOM_SET}_accuracy"
+LATENCY_METRIC = f"{config.VALIDATION_RANDOM_SET}_latency_p50_ms"
 
 
 def aliased_versions(client: MlflowClient) -> dict[str, object]:
@@ -37,14 +40,15 @@ def promote_champion() -> str | None:
         return None
     scored = []
     for alias, version in candidates.items():
-        metric = client.get_run(version.run_id).data.metrics.get(CHAMPION_METRIC)
-        if metric is not None:
-            scored.append((metric, alias, version.version))
-    if not scored:
+        metrics = client.get_run(version.run_id).data.metrics
+        if metrics.get(CHAMPION_METRIC) is not None:
+            scored.append(Candidate(alias, metrics[CHAMPION_METRIC], metrics.get(LATENCY_METRIC)))
+    best = pick_champion(scored)
+    if best is None:
         return None
-    metric, alias, version = max(scored)
+    version = candidates[best.name].version
     client.set_registered_model_alias(config.REGISTERED_MODEL, config.CHAMPION_ALIAS, version)
-    logger.info("champion: %s version %s (%s = %.4f)", alias, version, CHAMPION_METRIC, metric)
+    logger.info("champion: %s version %s (%s = %.4f)", best.name, version, CHAMPION_METRIC, best.accuracy)
     return version
 
 
