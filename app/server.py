@@ -25,8 +25,30 @@ from api.main import create_app
 
 logger = logging.getLogger(__name__)
 
-SCRIPT = Path(__file__).resolve().parent / "main.py"
+SCRIPT = Path(__file__).resolve().parent / "entry" / "main.py"
 API_PREFIX = "/api"
+ACCESS_LOGGER = "uvicorn.access"
+QUERY_OMITTED = "?[query omitted]"
+
+
+class QueryStringFilter(logging.Filter):
+    """Drop the query string from uvicorn's access lines: shared links carry a tweet (``/predict?text=…``).
+
+    uvicorn logs ``'%s - "%s %s HTTP/%s" %d'`` with the path and its query string as the third argument.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + QUERY_OMITTED, *args[3:])
+        return True
+
+
+def _filter_access_log() -> None:
+    """Keep query strings out of the access log, however uvicorn was started (``make run`` logs accesses)."""
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, QueryStringFilter) for f in access.filters):
+        access.addFilter(QueryStringFilter())
 
 
 def _configure_logging() -> None:
@@ -57,6 +79,7 @@ def _import_services() -> ModuleType:
 def create_server() -> st.App:
     """Build the ASGI app; nothing is loaded until the server starts (the lifespan)."""
     _configure_logging()
+    _filter_access_log()
     services = _import_services()
     registry = services.model_registry()
     api = create_app(registry.settings, registry)

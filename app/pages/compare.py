@@ -32,8 +32,9 @@ champion = services.champion_name(registry) if registry.ready else None
 families = sorted(latest["family"].unique())
 sets = runs.available_sets(latest) or list(runs.EVAL_SETS)
 left, right = st.columns(2)
-chosen_families = left.multiselect("Model family", families, default=families, key="families")
-chosen_sets = right.multiselect("Evaluation set", sets, default=sets, key="sets")
+# Bound to the URL (?families=…&sets=…&tradeoff=…): a filtered view can be shared as a link.
+chosen_families = left.multiselect("Model family", families, default=families, key="families", bind="query-params")
+chosen_sets = right.multiselect("Evaluation set", sets, default=sets, key="sets", bind="query-params")
 shown = latest[latest["family"].isin(chosen_families)]
 if shown.empty or not chosen_sets:
     st.warning("Pick at least one model family and one evaluation set.")
@@ -43,7 +44,8 @@ tidy = runs.tidy_metrics(shown, sets=chosen_sets)
 if not tidy.empty:
     st.plotly_chart(charts.metrics_by_model(tidy, champion), key="metrics_chart")
 
-focus = st.selectbox("Evaluation set for the trade-off, ROC curves and confusion matrices", chosen_sets, key="focus")
+focus = st.selectbox("Evaluation set for the trade-off, ROC curves and confusion matrices", chosen_sets,
+                     key="tradeoff", bind="query-params")
 points = runs.tradeoff_points(shown, focus)
 if points[["accuracy", "latency_ms"]].notna().all(axis=1).any():
     st.plotly_chart(charts.accuracy_vs_latency(points, champion, focus), key="tradeoff_chart")

@@ -23,10 +23,26 @@ from app.settings import get_settings
 VERDICT_BY_INDEX = {0: "down", 1: "up"}
 
 
+SHARED_TEXT = "text"  # ?text=… pre-fills the tweet (never written from what is typed, never predicted by itself)
+
+
 def _use_example() -> None:
     choice = st.session_state.get("example")
     if choice:
         st.session_state["tweet_text"] = choice
+        _text_edited()
+
+
+def _prefill_shared_text() -> None:
+    """A shared link's ``?text=`` becomes the text area's first value; the user still presses Predict."""
+    shared = st.query_params.get(SHARED_TEXT)
+    if shared and "tweet_text" not in st.session_state:
+        st.session_state["tweet_text"] = shared
+
+
+def _text_edited() -> None:
+    """The text no longer is the shared one: drop ``?text=`` so the address bar does not show another tweet."""
+    st.query_params.pop(SHARED_TEXT, None)
 
 
 def _save_feedback(prediction: Prediction, key: str) -> None:
@@ -58,11 +74,12 @@ def _single_tab(registry_names: list[str], default: str, champion: str) -> None:
     st.selectbox("Example tweets (written by us)", EXAMPLE_TWEETS, index=None, key="example",
                  placeholder="Pick an example…", on_change=_use_example)
     # No max_chars: a pasted long text would be cut silently; it is counted and refused with a message.
-    text = st.text_area("Tweet", key="tweet_text", height=110,
+    _prefill_shared_text()
+    text = st.text_area("Tweet", key="tweet_text", height=110, on_change=_text_edited,
                         placeholder="Type or paste a tweet (Ctrl+Enter to apply)")
     st.caption(char_count(text), help="Updated when you press Ctrl+Enter or leave the text area.")
-    model_name = st.selectbox("Model", registry_names, index=registry_names.index(default), key="model_name",
-                              format_func=lambda n: f"{n} (champion)" if n == champion else n)
+    model_name = st.selectbox("Model", registry_names, index=registry_names.index(default), key="model",
+                              format_func=lambda n: f"{n} (champion)" if n == champion else n, bind="query-params")
     compare_all = st.toggle("Show every model's verdict", key="compare_all")
     if st.button("Predict", type="primary", key="predict"):
         error = validate_tweet(text)

@@ -15,6 +15,14 @@ from app.settings import get_settings, maintainer_secret
 
 UNLOCKED_AT = "maintainer_unlocked_at"  # time.monotonic() of the unlock
 ALL = "(all)"
+# The filters are bound to the URL (?filter_model=…&label=…&state=…&dates=…&confidence=…); nothing else is kept there.
+FILTER_PARAMS = ("filter_model", "label", "state", "dates", "confidence")
+
+
+def _drop_other_query_params() -> None:
+    """A shared link carries filters only: anything else (a ``?secret=`` above all) is removed, never read."""
+    for name in [n for n in st.query_params if n not in FILTER_PARAMS]:
+        del st.query_params[name]
 
 
 def _lock() -> None:
@@ -41,12 +49,12 @@ def _unlock() -> None:
 
 def _filters(store_models: list[str]) -> FeedbackFilter:
     cols = st.columns(5)
-    model = cols[0].selectbox("Model", [ALL, *store_models], key="f_model")
-    label = cols[1].selectbox("Predicted label", [ALL, *LABELS], key="f_label")
-    state = cols[2].selectbox("Review state", [ALL, "new", "reviewed"], key="f_state")
+    model = cols[0].selectbox("Model", [ALL, *store_models], key="filter_model", bind="query-params")
+    label = cols[1].selectbox("Predicted label", [ALL, *LABELS], key="label", bind="query-params")
+    state = cols[2].selectbox("Review state", [ALL, "new", "reviewed"], key="state", bind="query-params")
     today = datetime.now(UTC).date()
-    days = cols[3].date_input("Dates", (today - timedelta(days=30), today), key="f_dates")
-    low, high = cols[4].slider("Confidence", 0.5, 1.0, (0.5, 1.0), 0.05, key="f_conf")
+    days = cols[3].date_input("Dates", (today - timedelta(days=30), today), key="dates", bind="query-params")
+    low, high = cols[4].slider("Confidence", 0.5, 1.0, (0.5, 1.0), 0.05, key="confidence", bind="query-params")
     since = until = None
     if isinstance(days, tuple) and len(days) == 2:
         since = datetime.combine(days[0], time.min, UTC)
@@ -77,6 +85,7 @@ def _review_form(rows: list[dict]) -> None:
             st.rerun()
 
 
+_drop_other_query_params()
 ttl_min = get_settings().maintainer_session_ttl_min
 unlocked_at = st.session_state.get(UNLOCKED_AT)
 expired = unlocked_at is not None and monotonic() - unlocked_at > ttl_min * 60

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,10 +107,19 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """``uvicorn app.server:app`` on a free port, with its own feedback DB, MLflow store and fake ingestion."""
-    tmp = tmp_path_factory.mktemp("live")
+def _make_run_options() -> list[str]:
+    """The uvicorn options of the Makefile's ``run`` target, after ``app.server:app`` (HOST and PORT as made)."""
+    recipe = re.search(r"^run:.*\n\t(.+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert recipe, "no run target in the Makefile"
+    words = shlex.split(recipe.group(1))
+    assert "app.server:app" in words, words
+    return words[words.index("app.server:app") + 1:]
+
+
+@contextmanager
+def _serve(tmp: Path, options: list[str]) -> Iterator[LiveServer]:
+    """``uvicorn app.server:app`` plus ``options`` on a free port, with its own feedback DB, MLflow store and
+    fake ingestion; ``$(HOST)`` and ``$(PORT)`` in the options become the test's host and port."""
     ingestion = FakeIngestion().start()
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "EXPORTS_DIR": str(_exports(tmp)),
@@ -116,12 +129,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
            "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true", "LOG_FORMAT": "text"}
     env.pop("DEFAULT_MODEL", None)
+    args = [{"$(HOST)": "127.0.0.1", "$(PORT)": str(port)}.get(word, word) for word in options]
     log = tmp / "server.log"
     with log.open("wb") as sink:
         spawned_at = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.server:app", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log"], cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.server:app", *args], cwd=REPO, env=env,
+                                   stdout=sink, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", process, spawned_at, ingestion, log)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -138,8 +151,25 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             process.kill()
             process.wait()
         ingestion.stop()
-        TIMINGS.parent.mkdir(exist_ok=True)
-        TIMINGS.write_text(json.dumps({k: round(v, 3) for k, v in server.timings.items()}, indent=2) + "\n")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``uvicorn app.server:app`` on a free port (no access log), shared by the tests of this module."""
+    with _serve(tmp_path_factory.mktemp("live"), ["--host", "$(HOST)", "--port", "$(PORT)", "--no-access-log"]) \
+            as server:
+        try:
+            yield server
+        finally:
+            TIMINGS.parent.mkdir(exist_ok=True)
+            TIMINGS.write_text(json.dumps({k: round(v, 3) for k, v in server.timings.items()}, indent=2) + "\n")
+
+
+@pytest.fixture
+def fresh_make_run_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of its own, started with the Makefile's ``run`` options: no browser has visited it yet."""
+    with _serve(tmp_path, _make_run_options()) as server:
+        yield server
 
 
 def test_one_port_serves_the_ui_and_the_api(live_server: LiveServer) -> None:
@@ -232,3 +262,129 @@ def test_user_thumbs_down_reaches_the_maintainer(chromium: Any, live_server: Liv
     live_server.timings["compare_first_visit_with_seeding_s"] = time.monotonic() - started
     _screenshot(page, "compare.png")
     page.close()
+
+
+def _widget_text(page: Any, key: str) -> str:
+    """What a widget shows (label and chosen values), found by its key (Streamlit's ``st-key-<key>`` class)."""
+    return page.locator(f".st-key-{key}").inner_text()
+
+
+def _selected(page: Any, key: str) -> str:
+    """The value a select box shows, found by its key."""
+    return page.locator(f".st-key-{key} input").input_value()
+
+
+def test_direct_page_urls_go_through_the_navigation_and_share_views(chromium: Any,
+                                                                    fresh_make_run_server: LiveServer) -> None:
+    """The first visit of a fresh server is a page's own URL: it must still get the product's navigation, and
+    the URL's parameters pre-fill the page; Review stays locked and Predict never predicts by itself. Neither
+    the tweet nor the secret of these URLs reaches the server's log (started as ``make run`` starts it)."""
+    server = fresh_make_run_server
+    ready = json.loads(_get(f"{server.url}/api/readyz")[1])
+    other = next(name for name in ready["models"] if name != ready["default"])
+    page = chromium.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(60_000)
+    try:
+        # -- Review, first visit of the server: filters from the URL, a secret in the URL ignored and dropped ---
+        page.goto(f"{server.url}/review?state=new&label=positive&secret={urllib.parse.quote(SECRET)}")
+        page.get_by_role("heading", name="Review feedback").wait_for()
+        # st.navigation's pages (titles and sections), not file names of a pages/ folder
+        page.get_by_role("link", name="Compare models").wait_for()
+        assert page.get_by_role("link", name=re.compile(r"^(main|predict|review|compare|about)$")).count() == 0
+        page.get_by_label("Maintainer secret").wait_for()
+        page.wait_for_timeout(1000)
+        assert page.get_by_text("Misclassified tweets").count() == 0
+        assert "secret" not in urllib.parse.urlparse(page.url).query
+        page.get_by_label("Maintainer secret").fill(SECRET)
+        page.get_by_role("button", name="Unlock").click()
+        page.get_by_text("Misclassified tweets (0)").wait_for()
+        assert (_selected(page, "state"), _selected(page, "label")) == ("new", "positive")
+        assert "secret" not in urllib.parse.urlparse(page.url).query
+
+        # -- Predict (the default page, at /): pre-filled, not predicted ----------------------------------------
+        page.goto(f"{server.url}/?{urllib.parse.urlencode({'text': TWEET, 'model': other})}")
+        page.get_by_text(f"{len(TWEET)} / 280 characters").wait_for()
+        assert page.get_by_label("Tweet", exact=True).input_value() == TWEET
+        assert _selected(page, "model") == other
+        page.wait_for_timeout(1000)
+        assert page.get_by_text("Was this prediction right?").count() == 0
+        assert page.locator('[data-testid="stMetric"]').count() == 0
+        page.get_by_role("tab", name="Batch (CSV)").click()
+        page.get_by_text("20MB per file").wait_for()  # the upload limit of app/entry/.streamlit/config.toml
+
+        # -- Compare: families, evaluation sets and the trade-off set from the URL ---------------------------------
+        page.goto(f"{server.url}/compare?families=classical&sets=test&sets=validation_random&tradeoff=test")
+        page.get_by_role("heading", name="Compare models").wait_for()
+        _wait_for_charts(page)
+        families = _widget_text(page, "families")
+        assert "classical" in families and "transformer" not in families
+        sets = _widget_text(page, "sets")
+        assert "test" in sets and "validation_random" in sets
+        assert _selected(page, "tradeoff") == "test"
+    finally:
+        page.close()
+
+    log = server.log.read_text(errors="replace")
+    assert '"GET /compare?[query omitted]' in log or "--no-access-log" in _make_run_options(), log[-3000:]
+    for secret_text in (TWEET, urllib.parse.quote(TWEET), urllib.parse.quote_plus(TWEET), SECRET, "Two%20hours",
+                        "Two+hours"):
+        assert secret_text not in log, f"{secret_text!r} in the server log"
+
+
+_PAGE_TITLES = {"/": "Predict", "/predict": "Predict", "/compare": "Compare models", "/review": "Review feedback",
+                "/about": "About"}
+_RAW_NAMES = re.compile(r"^(main|predict|review|compare|about|home)$")
+
+
+def _plot_data(page: Any) -> list[dict]:
+    """The traces every Plotly chart of the page draws (names and points), as the browser holds them."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(plot => (plot.data || [])
+        .map(trace => ({name: trace.name ?? null, x: trace.x ?? null, y: trace.y ?? null})))""")
+
+
+def test_every_page_url_opened_in_a_fresh_context_gets_the_products_shell(chromium: Any,
+                                                                           fresh_make_run_server: LiveServer) -> None:
+    """Each page URL, with and without parameters, and an unknown path, in a new browser context each time."""
+    server = fresh_make_run_server
+    urls = ["/about", "/compare", "/review", "/predict", "/", "/predict?text=hello%20there", "/compare?sets=test",
+            "/review?state=new", "/nowhere-at-all"]
+    for path in urls:
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{server.url}{path}")
+            page.get_by_role("link", name="Compare models").wait_for()
+            for label in ("Predict", "Review feedback", "About"):
+                assert page.get_by_role("link", name=label).count() == 1, (path, label)
+            for section in ("Product", "Maintainer"):
+                assert page.get_by_text(section, exact=True).count() >= 1, (path, section)
+            assert page.get_by_role("link", name=_RAW_NAMES).count() == 0, path
+            bare = path.split("?")[0]
+            if bare in _PAGE_TITLES:
+                page.wait_for_function("t => document.title.startsWith(t)", arg=_PAGE_TITLES[bare])
+            else:
+                page.get_by_text("Page not found").first.wait_for()
+            width = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"]
+            assert width > 1000, (path, width)  # layout="wide": the centered layout is at most 736 px
+        finally:
+            context.close()
+
+    # A shared Compare link reproduces the filtered chart data, not only the widgets' values.
+    link = f"{server.url}/compare?families=classical&sets=test&tradeoff=test"
+    data = []
+    for _ in range(2):
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(link)
+            page.get_by_role("heading", name="Compare models").wait_for()
+            _wait_for_charts(page, 3)
+            data.append(_plot_data(page))
+        finally:
+            context.close()
+    assert data[0] == data[1] and data[0]
+    drawn = json.dumps(data[0])
+    assert "minilm" not in drawn and "vader" not in drawn and "tfidf-lr" in drawn
+    assert "validation_random" not in drawn

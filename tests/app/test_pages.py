@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ from app.settings import get_settings
 from tests.app.conftest import FakePredictor, build_classical_export, write_metadata, write_run_records
 from tests.app.fake_ingestion import FakeIngestion
 
-MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
-PAGES = sorted(p.name for p in MAIN.parent.joinpath("pages").glob("*.py"))
+MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
+PAGES = sorted(p.name for p in MAIN.parent.parent.joinpath("pages").glob("*.py"))
 SECRET = "a-maintainer-secret-for-tests"
 TIMEOUT = 60
 ALL_ROWS = FeedbackFilter(verdict=None)
@@ -36,7 +37,7 @@ def new_app() -> AppTest:
 
 def open_page(page: str) -> AppTest:
     at = new_app().run()
-    at.switch_page(f"pages/{page}").run()
+    at.switch_page(f"../pages/{page}").run()
     assert not at.exception, at.exception
     return at
 
@@ -81,7 +82,7 @@ def test_default_page_is_predict_and_every_page_file_is_registered(fakes: dict) 
     assert PAGES == ["about.py", "compare.py", "predict.py", "review.py"]
     titles = {}
     for page in PAGES:  # switch_page refuses a file that st.navigation does not register
-        at.switch_page(f"pages/{page}").run()
+        at.switch_page(f"../pages/{page}").run()
         assert not at.exception, (page, at.exception)
         titles[page] = at.title[0].value
     assert titles == {"about.py": "About", "compare.py": "Compare models", "predict.py": "Tweet sentiment",
@@ -103,7 +104,7 @@ def test_predict_shows_label_probabilities_and_the_tweet_as_plain_text(fakes: di
 
 def test_model_picker_defaults_to_the_champion(fakes: dict) -> None:
     at = new_app().run()
-    picker = at.selectbox(key="model_name")
+    picker = at.selectbox(key="model")
     assert picker.value == "fake-lexicon" and picker.options == ["fake-lexicon (champion)", "fake-other"]
     picker.set_value("fake-other")
     at = predict(at, "worst flight, lost my bag")
@@ -245,7 +246,7 @@ def test_unlocked_review_page_lists_reviews_and_alerts(fakes: dict) -> None:
     at = new_app()
     at.secrets["MAINTAINER_SECRET"] = SECRET  # st.secrets works as well as the environment
     at.run()
-    at.switch_page("pages/review.py").run()
+    at.switch_page("../pages/review.py").run()
     at = unlock(at, SECRET)
     assert not at.exception
     assert "ALERT: 4 tweets" in at.error[0].value
@@ -262,7 +263,7 @@ def test_unlocked_review_page_lists_reviews_and_alerts(fakes: dict) -> None:
     assert not at.exception
     reviewed = [r for r in store().list() if r["review_state"] == "reviewed"]
     assert len(reviewed) == 1 and (reviewed[0]["true_label"], reviewed[0]["review_note"]) == ("positive", "sarcasm")
-    at.selectbox(key="f_state").set_value("reviewed").run()
+    at.selectbox(key="state").set_value("reviewed").run()
     assert len(at.dataframe[0].value) == 1
     exported = at.get("download_button")
     assert exported
@@ -467,3 +468,97 @@ def test_batch_tab_refuses_a_file_over_the_row_limit(fakes: dict, monkeypatch: p
     at.button(key="score_batch").click().run()
     assert "limit is 3" in at.error[0].value
     assert sum(m.calls for m in fakes.values()) == 0
+
+
+# -- shareable views: URL query parameters ------------------------------------------------------------------------
+def open_with_params(page: str, **params: str | list[str]) -> AppTest:
+    """A page opened from a link that carries ``params`` (as ``?name=value``; lists repeat the name)."""
+    at = new_app()
+    at.run()
+    for name, value in params.items():
+        at.query_params[name] = value
+    at.switch_page(f"../pages/{page}").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_predict_link_prefills_the_tweet_and_model_but_does_not_predict(fakes: dict) -> None:
+    text = "worst delay ever, lost my bag"
+    at = new_app()
+    at.query_params["text"] = text
+    at.query_params["model"] = "fake-other"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.text_area(key="tweet_text").value == text
+    assert at.selectbox(key="model").value == "fake-other"
+    assert not at.metric and not at.feedback and "prediction" not in at.session_state
+    assert sum(m.calls for m in fakes.values()) == 0
+    at = at.button(key="predict").click().run()  # the user asks for it
+    assert at.metric[0].value == "Negative" and any("fake-other v2" in c for c in captions(at))
+
+
+def test_predict_drops_the_shared_text_from_the_url_once_it_is_edited(fakes: dict) -> None:
+    at = new_app()
+    at.query_params["text"] = "a shared tweet"
+    at.run()
+    at.text_area(key="tweet_text").input("my own words, not for the address bar").run()
+    assert "text" not in at.query_params
+    assert at.text_area(key="tweet_text").value == "my own words, not for the address bar"
+
+
+def test_predict_ignores_an_unknown_model_in_the_url(fakes: dict) -> None:
+    at = new_app()
+    at.query_params["model"] = "no-such-model"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="model").value == "fake-lexicon"
+
+
+def test_compare_link_ignores_unknown_values(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exports = app_env / "exports"
+    write_run_records(exports / "runs")
+    monkeypatch.setenv("EXPORTS_DIR", str(exports))
+    get_settings.cache_clear()
+    at = open_with_params("compare.py", families=["no-such-family", "lexicon"], tradeoff="no-such-set")
+    assert at.multiselect(key="families").value == ["lexicon"]
+    assert at.selectbox(key="tradeoff").value == at.multiselect(key="sets").value[0]
+
+
+def test_compare_link_selects_families_sets_and_the_tradeoff_set(app_env: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    exports = app_env / "exports"
+    build_classical_export(exports / "tiny-tfidf")
+    write_run_records(exports / "runs")
+    monkeypatch.setenv("EXPORTS_DIR", str(exports))
+    get_settings.cache_clear()
+    at = open_with_params("compare.py", families="transformer", sets=["test", "validation_random"],
+                          tradeoff="validation_random")
+    assert at.multiselect(key="families").value == ["transformer"]
+    assert at.multiselect(key="sets").value == ["test", "validation_random"]
+    assert at.selectbox(key="tradeoff").value == "validation_random"
+    assert len(at.dataframe[0].value) == 1  # the transformer's run only
+
+
+def test_review_link_keeps_filters_only_and_stays_locked(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+    seed_feedback(2)
+    at = open_with_params("review.py", state="reviewed", filter_model="fake-lexicon", confidence=["0.6", "0.9"],
+                          dates=["2025-01-01", "2025-01-31"], secret=SECRET, maintainer_secret=SECRET)
+    assert at.text_input(key="secret_attempt").value == ""
+    assert not at.dataframe and not at.code and not at.metric  # still locked: a secret in a URL is no secret
+    assert "secret" not in at.query_params and "maintainer_secret" not in at.query_params  # dropped, unread
+    at = unlock(at, SECRET)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="state").value == "reviewed" and at.selectbox(key="filter_model").value == "fake-lexicon"
+    assert at.slider(key="confidence").value == (0.6, 0.9)
+    assert at.date_input(key="dates").value == (date(2025, 1, 1), date(2025, 1, 31))
+    assert "Misclassified tweets (0)" in [s.value for s in at.subheader]
+
+
+def test_review_link_with_unknown_filter_values_shows_everything(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAINTAINER_SECRET", SECRET)
+    seed_feedback(2)
+    at = unlock(open_with_params("review.py", filter_model="no-such-model", label="neutral"), SECRET)
+    assert not at.exception, at.exception
+    assert (at.selectbox(key="filter_model").value, at.selectbox(key="label").value) == ("(all)", "(all)")
+    assert "Misclassified tweets (2)" in [s.value for s in at.subheader]

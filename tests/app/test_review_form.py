@@ -12,7 +12,7 @@ from streamlit.testing.v1.element_tree import Radio, TextInput
 from app.feedback import FeedbackStore
 from app.settings import get_settings
 
-MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
+MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
 SECRET = "a-maintainer-secret-for-tests"
 
 
@@ -51,7 +51,7 @@ def test_switching_items_shows_and_saves_each_items_own_values(app_env: Path,
     item_a = thumbs_down(store, "worst delay ever, lost my bag", predicted_label="positive")  # stored: negative
     item_b = thumbs_down(store, "love the crew, great trip", predicted_label="negative")  # stored: positive
     at = AppTest.from_file(str(MAIN), default_timeout=60).run()
-    at.switch_page("pages/review.py").run()
+    at.switch_page("../pages/review.py").run()
     at.text_input(key="secret_attempt").input(SECRET)
     at = at.button[0].click().run()
     assert not at.exception, at.exception
