@@ -20,7 +20,7 @@ from app.alerts import AlertRule
 from app.auth import LoginGuard, client_address
 from app.feedback import FeedbackStore
 from app.inference import Prediction
-from app.settings import AppSettings, get_settings
+from app.settings import AppSettings, get_settings, redact_uri
 from app.telemetry import TelemetryFlusher, build_flusher
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def seed_runs(tracking_uri: str, runs_dir: str) -> list[str]:
     try:
         return runs.seed_from_records(runs_dir, tracking_uri)
     except Exception:  # the page still shows whatever the store holds
-        logger.exception("could not seed MLflow at %s from %s", tracking_uri, runs_dir)
+        logger.exception("could not seed MLflow at %s from %s", redact_uri(tracking_uri), runs_dir)
         return []
 
 

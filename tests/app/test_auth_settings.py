@@ -177,3 +177,16 @@ def test_trusted_proxies_and_session_ttl_settings(monkeypatch: pytest.MonkeyPatc
 ])
 def test_redact_uri_hides_userinfo_and_credential_parameters(uri: str, shown: str) -> None:
     assert app_settings.redact_uri(uri) == shown
+
+
+def test_a_failed_seeding_never_logs_the_tracking_uris_password(monkeypatch, caplog) -> None:
+    from app import runs, services
+
+    def fail(runs_dir, tracking_uri):
+        raise RuntimeError("no server")
+
+    monkeypatch.setattr(runs, "seed_from_records", fail)
+    services.seed_runs.clear()
+    with caplog.at_level("ERROR"):
+        assert services.seed_runs("https://alice:s3cret-pass@mlflow.example", "exports/runs") == []
+    assert caplog.records and "s3cret-pass" not in caplog.text
