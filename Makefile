@@ -78,26 +78,21 @@ mlflow-server: install-train ## a real tracking server on 127.0.0.1:5000 with a 
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow-server.db \
 	  --artifacts-destination ./mlflow-artifacts --host 127.0.0.1 --port 5000
 
-bench: install-dev ## serving ratios in one run (wrk; BENCH_ARGS=--quick for a smoke run), then training memory; results under results/
+install-wrk: ## Debian's wrk, the load generator of make bench and make soak (apt-get as root)
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's wrk (the load generator of make bench)"; \
+	    echo "installing Debian's wrk (the load generator of make bench and make soak)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	  else \
-	    echo "make bench needs wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu) or put wrk on PATH" >&2; exit 1; \
+	    echo "make bench and make soak need wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu) or put wrk on PATH" >&2; exit 1; \
 	  fi; }
+
+bench: install-dev install-wrk ## serving ratios in one run (wrk; BENCH_ARGS=--quick for a smoke run), then training memory; results under results/
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(PY) -m benchmarks.train_memory
 
-.PHONY: soak
-soak: install-dev ## reliability suite (≤ 5 min): bad traffic under saturation, feedback through SIGKILLs; results/soak.*
-	@command -v wrk >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's wrk (the load generator of make soak)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
-	  else \
-	    echo "make soak needs wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu) or put wrk on PATH" >&2; exit 1; \
-	  fi; }
+.PHONY: soak install-wrk
+soak: install-dev install-wrk ## reliability suite (≤ 5 min): bad traffic under saturation, feedback through SIGKILLs; results/soak.*
 	timeout -k 10 300 $(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 docker-test: ## build and run both images for real (skips where Docker cannot run)
