@@ -27,11 +27,11 @@ from skl2onnx.common.data_types import StringTensorType
 from sklearn.pipeline import Pipeline
 
 from api.exports import LABELS, METADATA_FILE, SCHEMA_VERSION, sha256_file
+from api.preprocess import PREPROCESSING_VERSION
 
 # Per-tensor int8 cost the fine-tuned MPNet 1.8 points on validation_random (0.8268 against fp32's 0.8447);
 # per-channel weight scales cost 0.3 (0.8417), same size. MiniLM's per-tensor graph already matches fp32.
 PER_CHANNEL_ARCHITECTURES = frozenset({"mpnet"})
-from api.preprocess import PREPROCESSING_VERSION
 
 logger = logging.getLogger(__name__)
 
