@@ -331,6 +331,11 @@ def test_direct_page_urls_go_through_the_navigation_and_share_views(chromium: An
         assert secret_text not in log, f"{secret_text!r} in the server log"
 
 
+# layout="wide": the centered layout is at most 736 px wide (checked once the page config has landed).
+WIDE_LAYOUT_JS = """() => {
+    const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+    return main !== null && main.getBoundingClientRect().width > 1000;
+}"""
 _PAGE_TITLES = {"/": "Predict", "/predict": "Predict", "/compare": "Compare models", "/review": "Review feedback",
                 "/about": "About"}
 _RAW_NAMES = re.compile(r"^(main|predict|review|compare|about|home)$")
@@ -365,8 +370,8 @@ def test_every_page_url_opened_in_a_fresh_context_gets_the_products_shell(chromi
                 page.wait_for_function("t => document.title.startsWith(t)", arg=_PAGE_TITLES[bare])
             else:
                 page.get_by_text("Page not found").first.wait_for()
-            width = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"]
-            assert width > 1000, (path, width)  # layout="wide": the centered layout is at most 736 px
+            # layout="wide" (the centered layout is at most 736 px); the page config can land after the first paint
+            page.wait_for_function(WIDE_LAYOUT_JS, timeout=15_000)
         finally:
             context.close()
 
