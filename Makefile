@@ -68,6 +68,9 @@ train-quick: install-train ## the same pipeline on small samples (minutes)
 evaluate: install-train ## score a model (MODEL=exports/<name> or models:/…) on a labelled CSV (DATA=…)
 	$(PY) -m training.evaluate --model $(or $(MODEL),exports/minilm) $(if $(DATA),--data $(DATA),) $(EVAL_ARGS)
 
+evaluate-emoji: install-train ## emoji kept vs spelled as words for the transformer exports (MODELS="exports/minilm …"); results/emoji.md
+	$(PY) -m training.evaluate_emoji $(foreach m,$(or $(MODELS),exports/minilm),--model $(m))
+
 export: install-train ## export the registered models to exports/
 	$(PY) -m training.export $(EXPORT_ARGS)
 

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from api.exports import ExportError, read_metadata, verify_file
-from api.preprocess import normalize_tweet
+from api.preprocess import normalize_for_transformer, normalize_tweet
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class TransformerPredictor(Predictor):
     """A BERT-family classifier exported to ONNX, tokenised by the Rust ``tokenizers`` library."""
 
     CHUNK = 32
+    # One place decides the text a transformer sees; training.evaluate_emoji swaps it to compare the two.
+    normalize = staticmethod(normalize_for_transformer)
 
     def __init__(self, folder: Path, meta: dict[str, Any], variant: str, threads: int = 2) -> None:
         super().__init__(folder, meta, variant)
@@ -74,7 +76,7 @@ class TransformerPredictor(Predictor):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.empty((0, 2), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch([normalize_tweet(t) for t in texts])
+        encodings = self.tokenizer.encode_batch([self.normalize(t) for t in texts])
         if len(encodings) <= self.CHUNK:
             return self._run_by_length(encodings)
         # Large inputs run in length-sorted chunks: each chunk pads only to its own longest tweet.

@@ -41,7 +41,7 @@ from transformers import (
 )
 
 from api.exports import sha256_file
-from api.preprocess import PREPROCESSING_VERSION, normalize_tweet
+from api.preprocess import PREPROCESSING_VERSION, normalize_for_transformer
 from training import config
 from training.data import Dataset, load_splits, sample
 
@@ -212,7 +212,7 @@ class TorchClassifier:
                    AutoTokenizer.from_pretrained(path), max_length)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        cleaned = [normalize_tweet(t) for t in texts]
+        cleaned = [normalize_for_transformer(t) for t in texts]
         return self.tokenizer(cleaned, truncation=True, max_length=self.max_length)["input_ids"]
 
     @torch.inference_mode()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from api.preprocess import MENTION_TOKEN, PREPROCESSING_VERSION, URL_TOKEN, normalize_tweet
+from api.preprocess import MENTION_TOKEN, PREPROCESSING_VERSION, URL_TOKEN, normalize_for_transformer, normalize_tweet
 from training import config
 from training.data import load
 
@@ -52,3 +52,19 @@ def test_real_tweets_are_cleaned() -> None:
         assert not re.search(r"(?<![\w@])@(?!user\b)\w", out), out
         assert "  " not in out and out == out.strip()
         assert not re.search(r"(.)\1{3,}", out)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("love this 😍🔥 but 😡", "love this smiling face with heart-eyes fire but enraged face"),
+    ("ran 10k 🏃\u200d♀️", "ran 10k woman running"),  # a zero-width-joiner sequence is named as a whole
+    ("😂😂😂😂😂 lol", "face with tears of joy face with tears of joy face with tears of joy lol"),
+    ("&#128525; yes @bob", f"smiling face with heart-eyes yes {MENTION_TOKEN}"),  # an emoji written as an entity
+])
+def test_transformers_read_emoji_as_words(raw: str, expected: str) -> None:
+    assert normalize_for_transformer(raw) == expected
+
+
+@pytest.mark.parametrize("text", ["@a @b loooool &amp; http://x.y/z   :(", "no emoji here <3 :-)", "שלום", ""])
+def test_text_without_emoji_is_the_same_for_every_family(text: str) -> None:
+    assert normalize_for_transformer(text) == normalize_tweet(text)
+    assert normalize_for_transformer(normalize_for_transformer(text)) == normalize_for_transformer(text)

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from api.exports import read_metadata
 from api.main import create_app
 from api.predictor import load_predictor
-from api.preprocess import normalize_tweet
+from api.preprocess import normalize_for_transformer
 from api.settings import Settings
 from benchmarks.tweets import make_tweets
 
@@ -118,7 +118,7 @@ def torch_reference():
     max_length = int(read_metadata(MINILM)["max_length"])
 
     def predict_proba(texts: list[str]) -> np.ndarray:
-        inputs = tokenizer([normalize_tweet(t) for t in texts], padding=True, truncation=True,
+        inputs = tokenizer([normalize_for_transformer(t) for t in texts], padding=True, truncation=True,
                            max_length=max_length, return_tensors="pt")
         with torch.no_grad():
             return torch.softmax(model(**inputs).logits, dim=-1).numpy()
