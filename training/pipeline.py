@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +88,6 @@ def transformer_config(family: str, work: Path, args: argparse.Namespace) -> Tra
 
 def run_transformer(family: str, splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path,
                     args: argparse.Namespace) -> None:
-    import json
-
     from training import train_transformer as tt
 
     cfg = transformer_config(family, work, args)
@@ -98,11 +97,38 @@ def run_transformer(family: str, splits: Splits, sets: dict[str, Dataset], hashe
         logger.warning("%s training paused at a checkpoint in %s; run the same command again to resume", family,
                        cfg.output_dir)
         raise SystemExit(tt.PAUSED_EXIT)
-    summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
-    history = json.loads((Path(cfg.output_dir) / "history.json").read_text())
-    bundle = work / "bundles" / family
-    transformer_bundle(model_dir, bundle, name=family, display_name=tt.FAMILIES[family].display_name,
-                       max_length=cfg.max_length, preprocessing_version=summary["preprocessing_version"])
+    trained = evaluate_transformer(family, tt.FAMILIES[family].display_name, Path(cfg.output_dir), sets, work)
+    log_model_run(name=family, family="transformer", params=trained.params, evaluations=trained.evaluations,
+                  data_hashes=hashes, bundle=trained.bundle, history=trained.history,
+                  tags=trained.tags | {"transformer_family": family}, extra_metrics=trained.metrics)
+
+
+@dataclass
+class TrainedTransformer:
+    """A finished fine-tune, bundled for serving and scored through its int8 export."""
+
+    bundle: Path
+    served: Any  # the int8 predictor
+    evaluations: dict[str, Any]
+    params: dict[str, Any]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+
+
+def evaluate_transformer(name: str, display_name: str, run_dir: Path, sets: dict[str, Dataset],
+                         work: Path) -> TrainedTransformer:
+    """Bundle ``run_dir/model`` as ``name`` (ONNX fp32 + int8), check parity with torch, score it on ``sets``."""
+    import json
+
+    from training import train_transformer as tt
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    model_dir = run_dir / "model"
+    bundle = work / "bundles" / name
+    transformer_bundle(model_dir, bundle, name=name, display_name=display_name,
+                       max_length=summary["config"]["max_length"], preprocessing_version=summary["preprocessing_version"])
     served = load_predictor(bundle, variant="int8")
     fp32 = load_predictor(bundle, variant="fp32")
     validation_random = sets[config.VALIDATION_RANDOM_SET]
@@ -111,19 +137,18 @@ def run_transformer(family: str, splits: Splits, sets: dict[str, Dataset], hashe
     fp32_metrics, _ = evaluate(fp32, validation_random, latency=True)
     evaluations = _evaluations(served, sets)
     int8_drop = fp32_metrics["accuracy"] - evaluations[config.VALIDATION_RANDOM_SET][0]["accuracy"]
-    logger.info("%s: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", family, parity, int8_drop)
+    logger.info("%s: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", name, parity, int8_drop)
     params = {**{k: v for k, v in summary["config"].items() if k != "output_dir"}, "train_rows": summary["train_rows"],
               "steps": summary["steps"], "onnx_opset": 17, "quantization": "dynamic int8 (fused graph)"}
-    tags = {"preprocessing_version": summary["preprocessing_version"], "transformer_family": family}
+    tags = {"preprocessing_version": summary["preprocessing_version"]}
     if summary.get("base_model_sha256"):
         tags["base_model_sha256"] = summary["base_model_sha256"]
-    log_model_run(name=family, family="transformer", params=params, evaluations=evaluations, data_hashes=hashes,
-                  bundle=bundle, history=history, tags=tags,
-                  extra_metrics={"parity_max_abs_diff": parity, "train_seconds": summary["train_seconds"],
-                                 "fp32_validation_random_accuracy": fp32_metrics["accuracy"],
-                                 "fp32_validation_random_latency_p50_ms": fp32_metrics["latency_p50_ms"],
-                                 "fp32_validation_random_throughput_batch32": fp32_metrics["throughput_batch32"],
-                                 "int8_accuracy_drop": int8_drop})
+    metrics = {"parity_max_abs_diff": parity, "train_seconds": summary["train_seconds"],
+               "fp32_validation_random_accuracy": fp32_metrics["accuracy"],
+               "fp32_validation_random_latency_p50_ms": fp32_metrics["latency_p50_ms"],
+               "fp32_validation_random_throughput_batch32": fp32_metrics["throughput_batch32"],
+               "int8_accuracy_drop": int8_drop}
+    return TrainedTransformer(bundle, served, evaluations, params, tags, metrics, history)
 
 
 def _check_weights(models: list[str], args: argparse.Namespace) -> None:

@@ -130,6 +130,10 @@ class TrainConfig:
     tiny: bool = False
     stop_after: int = 0  # stop (with a checkpoint) after this many steps in this session; 0 = run to the end
     time_budget_min: float = 0.0  # stop (with a checkpoint) before this session passes N minutes; 0 = no limit
+    # Distillation (training.distill): the teacher's P(positive) per tweet joins the labels in the loss.
+    teacher: str = ""  # what made the soft targets (export name, version and a hash of them); "" = no teacher
+    distill_alpha: float = 0.5  # weight of the hard-label loss; the soft-target loss gets 1 - alpha
+    distill_temperature: float = 2.0  # softens both distributions (the soft loss is scaled by T² as usual)
 
 
 # Settings that do not change the trained model.
@@ -274,13 +278,31 @@ def _log_estimate(cfg: TrainConfig, rows: int, total_steps: int, done_steps: int
                     cfg.time_budget_min * 60 / step_seconds)
 
 
-def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | None:
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_positive: torch.Tensor, alpha: float,
+                      temperature: float) -> torch.Tensor:
+    """``alpha`` × cross-entropy on the labels + (1 − ``alpha``) × T² × KL(teacher ‖ student) at temperature T.
+
+    The teacher arrives as probabilities (what its ONNX export outputs), so its tempered distribution is
+    softmax(log p / T). T² keeps the soft term's gradients on the scale of the hard one (Hinton et al., 2015).
+    """
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    teacher = torch.stack([1 - teacher_positive, teacher_positive], dim=1).clamp_min(1e-6)
+    soft_teacher = torch.softmax(teacher.log() / temperature, dim=1)
+    soft = torch.nn.functional.kl_div(torch.log_softmax(logits / temperature, dim=1), soft_teacher,
+                                      reduction="batchmean") * temperature**2
+    return alpha * hard + (1 - alpha) * soft
+
+
+def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False,
+          teacher_positive: np.ndarray | None = None) -> Path | None:
     """Fine-tune and save the model; return ``<output_dir>/model`` (None when the session stopped early).
 
     Args:
         cfg: hyper-parameters and paths.
         train_set: the training tweets (raw text; preprocessing happens here).
         resume: continue from ``<output_dir>/checkpoint.pt`` when it exists.
+        teacher_positive: the teacher's P(positive) for each tweet of ``train_set`` (distillation; ``cfg.teacher``
+            must then name it, so that a resumed run cannot continue with other targets).
 
     Returns:
         The folder of the saved model and tokenizer, or None when ``cfg.stop_after`` or
@@ -295,6 +317,10 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
     summary_path = out / "summary.json"
     if _finished_run(cfg, out):
         return model_dir
+    if (teacher_positive is None) != (not cfg.teacher):
+        raise ValueError("pass teacher_positive exactly when cfg.teacher names the teacher")
+    if teacher_positive is not None and len(teacher_positive) != len(train_set):
+        raise ValueError(f"{len(teacher_positive)} teacher targets for {len(train_set)} training tweets")
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists() and not resume:
         raise SystemExit(f"{checkpoint_path} exists: pass --resume to continue it, or remove {out}")
@@ -329,6 +355,7 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
     started = time.perf_counter()
     encoded = TorchClassifier(model, tokenizer, cfg.max_length).encode(train_set.texts)
     labels = torch.tensor(train_set.labels, dtype=torch.long)
+    soft = None if teacher_positive is None else torch.tensor(teacher_positive, dtype=torch.float32)
     logger.info("tokenised %d tweets in %.1f s", len(encoded), time.perf_counter() - started)
 
     no_decay = ("bias", "LayerNorm.weight")
@@ -369,7 +396,11 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False) -> Path | 
                 break
             index = order[batch_start : batch_start + cfg.batch_size]
             ids, mask = pad_batch([encoded[i] for i in index], tokenizer.pad_token_id, cfg.pad_multiple)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels[index]).loss
+            if soft is None:
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels[index]).loss
+            else:
+                loss = distillation_loss(model(input_ids=ids, attention_mask=mask).logits, labels[index],
+                                         soft[index], cfg.distill_alpha, cfg.distill_temperature)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
             optimizer.step()
