@@ -71,6 +71,9 @@ evaluate: install-train ## score a model (MODEL=exports/<name> or models:/…) o
 evaluate-emoji: install-train ## emoji kept vs spelled as words for the transformer exports (MODELS="exports/minilm …"); results/emoji.md
 	$(PY) -m training.evaluate_emoji $(foreach m,$(or $(MODELS),exports/minilm),--model $(m))
 
+distill: install-train ## distil a teacher export into MiniLM-L6, kept only if it beats exports/minilm (TEACHER=exports/mpnet DISTILL_ARGS="--limit 40000 --time-budget-min 150")
+	$(PY) -m training.distill --teacher $(or $(TEACHER),exports/mpnet) $(DISTILL_ARGS)
+
 export: install-train ## export the registered models to exports/
 	$(PY) -m training.export $(EXPORT_ARGS)
 
