@@ -5,7 +5,8 @@
     python -m training.export --run-id <id> --name tfidf-lr   # from a run instead of the registry
 
 A model's files are replaced only when its ``validation_random`` accuracy beats the committed export's
-(``--force`` overrides); the metadata of every export is refreshed (registry version, aliases, metrics).
+(``--force`` overrides); the metadata of every export is refreshed (registry version, aliases, metrics), and
+``manifest.json`` is published naming the exported folders (``api.manifest``).
 Run records carry params, metrics, tags and the chart artifacts, never tweet text.
 """
 
@@ -22,9 +23,12 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from api.exports import METADATA_FILE
+from api.exports import METADATA_FILE, read_metadata
+from api.manifest import ModelEntry, from_folders, read_manifest
+from api.registry import choose_default
 from training import config
 from training.bundle import write_metadata
+from training.publish import publish_state
 from training.register import CHAMPION_METRIC, aliased_versions
 from training.tracking import setup
 
@@ -120,6 +124,9 @@ def write_run_records(client: MlflowClient, root: Path) -> None:
     baseline = mlflow.search_runs(experiment_names=[config.EXPERIMENT_NAME], output_format="list", max_results=1,
                                   filter_string="tags.model_family = 'lexicon'", order_by=["start_time DESC"])
     wanted |= {r.info.run_id for r in baseline}
+    if not baseline:  # a store without a lexicon run (e.g. one that trained only mpnet) keeps the committed one
+        wanted |= {path.stem for path in runs_dir.glob("*.json")
+                   if json.loads(path.read_text()).get("tags", {}).get("model_family") == "lexicon"}
     wanted.discard(None)
     for run_id in sorted(wanted):
         try:
@@ -156,7 +163,32 @@ def main(argv: list[str] | None = None) -> None:
         version = versions[name]
         aliases = [name] + ([config.CHAMPION_ALIAS] if str(version.version) == str(champion) else [])
         export_version(client, name, version, root, aliases=aliases, force=args.force)
+    if any(str(versions[name].version) == str(champion) for name in names):
+        drop_stale_champion_aliases(root, {name for name in names if str(versions[name].version) == str(champion)})
     write_run_records(client, root)
+    publish_exports(root, names)
+
+
+def drop_stale_champion_aliases(root: Path, champions: set[str]) -> None:
+    """Take the ``champion`` alias off every other export: a new champion was exported beside them."""
+    for path in sorted(root.glob(f"*/{METADATA_FILE}")):
+        meta = json.loads(path.read_text())
+        if meta.get("name") not in champions and config.CHAMPION_ALIAS in meta.get("aliases", []):
+            meta["aliases"] = [a for a in meta["aliases"] if a != config.CHAMPION_ALIAS]
+            meta.pop("files", None)
+            write_metadata(path.parent, meta)
+            logger.info("%s: no longer the champion", meta.get("name"))
+
+
+def publish_exports(root: Path, names: list[str]) -> None:
+    """Name the exported folders in ``manifest.json`` (reason ``export``), keeping the other models it serves.
+
+    The champion is the export aliased ``champion`` (the registry's), else the champion rule, as the services pick it.
+    """
+    manifest = read_manifest(root) or from_folders(root)
+    models = {**manifest.models, **{name: ModelEntry(name, str(read_metadata(root / name)["version"])) for name in names}}
+    metadata = {name: read_metadata(root / entry.path) for name, entry in models.items()}
+    publish_state(root, choose_default(metadata, None), models, "export")
 
 
 if __name__ == "__main__":
