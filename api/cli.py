@@ -29,8 +29,9 @@ from tqdm import tqdm
 
 from api.exports import ExportError, read_metadata
 from api.logs import configure_logging
-from api.predictor import Predictor, discover, load_predictor
+from api.predictor import Predictor, load_predictor
 from api.registry import choose_default
+from api.reload import plan_exports
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ def open_model(exports_dir: Path, name: str | None, default_model: str | None = 
     """
     metadata = {}
     folders = {}
-    for folder in discover(exports_dir):
+    plan = plan_exports(exports_dir)  # the manifest's folders when there is one, like the service
+    for folder in (export.folder for export in plan.exports):
         try:
             meta = read_metadata(folder)
         except ExportError as error:
@@ -54,7 +56,10 @@ def open_model(exports_dir: Path, name: str | None, default_model: str | None = 
             continue
         metadata[meta["name"]] = meta
         folders[meta["name"]] = folder
-    chosen = name or choose_default(metadata, default_model)
+    if name is None and default_model is None and plan.champion in folders:
+        chosen = plan.champion
+    else:
+        chosen = name or choose_default(metadata, default_model)
     if chosen not in folders:
         raise ExportError(f"no model {chosen!r} in {exports_dir}; available: {sorted(folders)}")
     return load_predictor(folders[chosen])
@@ -171,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exports_dir = args.exports_dir or settings.exports_dir
     try:
         if args.command == "models":
-            for folder in discover(exports_dir):
+            for folder in (export.folder for export in plan_exports(exports_dir).exports):
                 meta = read_metadata(folder)
                 line = {k: meta.get(k) for k in ("name", "family", "version", "aliases", "default_variant")}
                 sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -68,12 +68,21 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def inside(folder: Path, name: str, source: Path, what: str = "export folder") -> Path:
+    """``folder/name``, refusing a ``name`` (read from ``source``) that is absolute or climbs out with ``..``.
+
+    Raises:
+        ExportError: ``name`` points outside ``folder``.
+    """
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        raise ExportError(f"{source} names {name!r}, outside the {what}")
+    return folder / relative
+
+
 def verify_file(folder: Path, meta: dict[str, Any], name: str) -> Path:
     """Return ``folder/name`` after checking that it exists and matches its recorded sha256."""
-    relative = Path(name)
-    if relative.is_absolute() or ".." in relative.parts:
-        raise ExportError(f"{folder / METADATA_FILE} names {name!r}, outside the export folder")
-    path = folder / relative
+    path = inside(folder, name, folder / METADATA_FILE)
     if not path.is_file():
         raise ExportError(f"{path} is missing: re-run `make export` for {meta['name']}")
     expected = meta["files"].get(name)

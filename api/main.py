@@ -40,7 +40,8 @@ from api.logs import configure_logging
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.registry import ModelRegistry
-from api.routes import compat, health, models, predict
+from api.reload import start_watcher
+from api.routes import admin, compat, health, models, predict
 from api.schemas import TEXT_FIELD_MARK, ErrorResponse
 from api.security import ApiKeyGate, KeyChecker, api_key_dependency
 from api.settings import Settings
@@ -53,6 +54,8 @@ DESCRIPTION = """Tweet sentiment (negative / positive) for airline social-media 
 Send one tweet to `POST /v1/predict` or up to 256 to `POST /v1/predict/batch`; `GET /v1/models` lists the
 models. The original service's routes (`POST /predict`, `POST /predict_batch`, `GET /`) answer in its shape.
 When `API_KEYS` is set, send a key as `X-API-Key` or `Authorization: Bearer`; health routes stay open.
+A new export in `EXPORTS_DIR` is swapped in without a restart, within `RELOAD_INTERVAL_S` or at once through
+`POST /v1/admin/reload` (`ADMIN_KEY`).
 """
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown model."},
@@ -86,7 +89,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         registry.start_background()
+        watcher = start_watcher(registry, settings.reload_interval_s)
         yield
+        if watcher is not None:
+            watcher.cancel()
         await registry.aclose()
 
     app = FastAPI(
@@ -115,13 +121,17 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(compat.router, dependencies=body_routes, responses=errors)
     app.include_router(compat.open_router)
     app.include_router(health.router)
+    keys = admin.admin_checker(settings)
+    # The admin key is checked by the route's own dependency: the gate would ask for one of API_KEYS instead.
+    app.include_router(admin.router, dependencies=[Depends(api_key_dependency(keys) if keys.enabled else admin.disabled)])
     _advertise_text_limit(app, settings.max_text_chars)
     return app
 
 
 def _open_paths(app: FastAPI) -> set[str]:
-    """Paths served without a key: health, metrics, the original greeting and the documentation."""
-    routers = (health.router, compat.open_router)
+    """Paths the API key gate lets through: health, metrics, the original greeting, the documentation, and the
+    admin routes (they check their own key)."""
+    routers = (health.router, compat.open_router, admin.router)
     paths = {route.path for router in routers for route in router.routes if hasattr(route, "path")}
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
     return paths | {path for path in docs if path}

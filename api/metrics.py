@@ -6,6 +6,7 @@ or the API mounted in Streamlit next to other instrumented code) without "duplic
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -62,6 +63,20 @@ class Metrics:
             )
         }
         self.models_ready = Gauge("models_ready", "1 when the models are loaded and warmed up.", registry=self.registry)
+        self.served = Gauge(
+            "model_served_info", "1 for each model version served now; default=\"true\" marks the default model.",
+            ["model", "version", "default"], registry=self.registry,
+        )
+        self.reloads = Counter(
+            "model_reloads_total", "Changes of EXPORTS_DIR swapped in, or refused (the served models stayed).",
+            ["outcome"], registry=self.registry,
+        )
+        for outcome in ("swapped", "refused"):
+            self.reloads.labels(outcome)
+        self.reload_seconds = Gauge(
+            "model_reload_seconds", "Last swap: load (load, verify, warm up), swap (replace the served set), drain "
+            "(until the old models' last requests were answered).", ["phase"], registry=self.registry,
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one HTTP exchange."""
@@ -80,6 +95,22 @@ class Metrics:
         self.queue_texts.labels(model).set_function(depth)
         for counter in self.dropped.values():
             counter.labels(model)
+
+    def untrack_queue(self, model: str) -> None:
+        """Stop reporting the queue of a model that is no longer served."""
+        with contextlib.suppress(KeyError):
+            self.queue_texts.remove(model)
+
+    def show_served(self, versions: dict[str, str], default: str) -> None:
+        """Make ``model_served_info`` list exactly the models served now."""
+        self.served.clear()
+        for model, version in versions.items():
+            self.served.labels(model, version, str(model == default).lower()).set(1)
+
+    def predictions_served(self) -> int:
+        """Texts classified so far, all models and labels together."""
+        return int(sum(sample.value for metric in self.predictions.collect() for sample in metric.samples
+                       if sample.name.endswith("_total")))
 
     def observe_drop(self, model: str, reason: str) -> None:
         """Count one request shed, timed out or cancelled."""

@@ -1,10 +1,17 @@
-"""The models served side by side: every export in ``EXPORTS_DIR``, each with its micro-batcher.
+"""The models served side by side, each with its micro-batcher, and their live replacement.
 
 Life cycle: ``not_started`` → ``loading`` → ``ready`` (or ``failed``). :meth:`ModelRegistry.load` does the
 work synchronously (validate metadata and sha256, open the ONNX sessions, warm up); :meth:`start` runs it in
 a thread so the event loop keeps answering ``/healthz`` and ``/readyz`` meanwhile. Any of the app lifespan,
 a host application (the Streamlit product, where a mounted app's lifespan does not run) or the first
 request may start it; it loads once.
+
+What is served is one immutable :class:`Snapshot`. :meth:`ModelRegistry.reload` (the watcher of
+``api.reload`` or ``POST /v1/admin/reload``) loads, verifies and warms up what changed in a thread, then
+replaces the snapshot in one assignment on the event loop: a request takes its model from the snapshot and
+queues on that model's batcher without yielding in between, so it runs on the old model or the new one,
+never on neither. The old batchers are closed once their queues drain, which frees the old models. A change
+is all or nothing: if any export it names cannot be served, nothing changes and the reason is reported.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,8 @@ from api.batching import MicroBatcher
 from api.champion import from_metrics, pick_champion
 from api.exports import ExportError, read_metadata
 from api.metrics import Metrics
-from api.predictor import Predictor, discover, load_predictor
+from api.predictor import Predictor, load_predictor
+from api.reload import Plan, PlannedExport, Reloader, ReloadReport, plan_exports
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +62,8 @@ class ServedModel:
     predictor: Predictor
     batcher: MicroBatcher
     load_seconds: float
+    # sha256 of the metadata.json it was loaded from: an unchanged folder is reused by a reload, not reloaded.
+    digest: str = ""
 
     @property
     def name(self) -> str:
@@ -66,6 +76,25 @@ class ServedModel:
     @property
     def metadata(self) -> dict[str, Any]:
         return self.predictor.metadata
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything served at one time; a reload replaces it whole."""
+
+    models: Mapping[str, ServedModel]
+    default: str
+    champion: str
+    fingerprint: str
+    source: str
+
+    def versions(self) -> dict[str, str]:
+        return {name: model.version for name, model in self.models.items()}
+
+    def same_as(self, other: Snapshot) -> bool:
+        """Serves the very same model objects with the same default and champion."""
+        return (self.default, self.champion) == (other.default, other.champion) and self.models.keys() == \
+            other.models.keys() and all(model is other.models[name] for name, model in self.models.items())
 
 
 def choose_default(metadata: dict[str, dict[str, Any]], preferred: str | None) -> str:
@@ -94,7 +123,7 @@ def choose_default(metadata: dict[str, dict[str, Any]], preferred: str | None) -
 
 
 class ModelRegistry:
-    """Loads, holds and hands out the served models."""
+    """Loads, holds, hands out and replaces the served models."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None, loader: Loader = load_predictor) -> None:
         """Args:
@@ -106,15 +135,17 @@ class ModelRegistry:
         self.metrics = metrics
         self._loader = loader
         self._lock = threading.Lock()
-        self._models: dict[str, ServedModel] = {}
-        self._default: str | None = None
+        self._snapshot: Snapshot | None = None
         self._state = "not_started"
         self._error: str | None = None
         self._skipped: dict[str, str] = {}
+        # Folder → metadata digest of the exports skipped as broken: a reload leaves them out until they change.
+        self._skipped_digests: dict[Path, str] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready_seconds: float | None = None
         # The server's event loop, where the batchers run; other threads hand their predictions to it.
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.reloader = Reloader(self)
 
     @property
     def state(self) -> str:
@@ -135,14 +166,28 @@ class ModelRegistry:
         return dict(self._skipped)
 
     @property
-    def default_name(self) -> str:
+    def current(self) -> Snapshot | None:
+        """What is served now, None before the first load succeeds."""
+        return self._snapshot
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """What is served now (read it once per use: a reload may replace it at any await)."""
         self._require_ready()
-        assert self._default is not None
-        return self._default
+        assert self._snapshot is not None
+        return self._snapshot
+
+    @property
+    def default_name(self) -> str:
+        return self.snapshot.default
+
+    @property
+    def champion(self) -> str:
+        """The manifest's champion when it is served, else the export aliased ``champion``, else the champion rule."""
+        return self.snapshot.champion
 
     def models(self) -> list[ServedModel]:
-        self._require_ready()
-        return list(self._models.values())
+        return list(self.snapshot.models.values())
 
     def get(self, name: str | None = None) -> ServedModel:
         """The model called ``name``, or the default one.
@@ -151,10 +196,10 @@ class ModelRegistry:
             NotReadyError: models are not loaded.
             UnknownModelError: no model of that name is served.
         """
-        self._require_ready()
-        model = self._models.get(name or self.default_name)
+        snapshot = self.snapshot
+        model = snapshot.models.get(name or snapshot.default)
         if model is None:
-            raise UnknownModelError(f"unknown model {name!r}; available: {sorted(self._models)}")
+            raise UnknownModelError(f"unknown model {name!r}; available: {sorted(snapshot.models)}")
         return model
 
     def load(self) -> None:
@@ -165,15 +210,15 @@ class ModelRegistry:
             self._state = "loading"
             started = time.perf_counter()
             try:
-                self._load_all()
+                snapshot, skipped = self.build(plan_exports(self.settings.exports_dir), None)
             except Exception as error:
                 self._state, self._error = "failed", str(error)
                 logger.exception("models failed to load", extra={"exports_dir": str(self.settings.exports_dir)})
                 return
             self.ready_seconds = time.perf_counter() - started
-            self._state = "ready"
-            logger.info("models ready", extra={"models": sorted(self._models), "default": self._default,
-                                               "seconds": round(self.ready_seconds, 3)})
+            self.install(snapshot, skipped)
+            logger.info("models ready", extra={"models": snapshot.versions(), "default": snapshot.default,
+                                               "source": snapshot.source, "seconds": round(self.ready_seconds, 3)})
 
     async def start(self) -> None:
         """Load in a worker thread and wait for it; concurrent callers share one load."""
@@ -204,10 +249,16 @@ class ModelRegistry:
                 pass
         self._require_ready()
 
+    async def reload(self, *, retry_refused: bool = False) -> ReloadReport:
+        """Serve what ``EXPORTS_DIR`` asks for now, if it changed (see :class:`api.reload.Reloader`)."""
+        return await self.reloader.reload(retry_refused=retry_refused)
+
     async def aclose(self) -> None:
-        """Stop the batchers' workers (the sessions go with the process)."""
-        for model in self._models.values():
-            await model.batcher.aclose()
+        """Stop the batchers' workers, the retired ones too (the sessions go with the process)."""
+        await self.reloader.aclose()
+        if self._snapshot is not None:
+            for model in self._snapshot.models.values():
+                await model.batcher.aclose()
 
     def _require_ready(self) -> None:
         if self._state == "failed":
@@ -215,37 +266,63 @@ class ModelRegistry:
         if self._state != "ready":
             raise NotReadyError(f"models are {self._state.replace('_', ' ')}")
 
-    def _load_all(self) -> None:
+    def build(self, plan: Plan, current: Snapshot | None) -> tuple[Snapshot, dict[str, str]]:
+        """Open what ``plan`` names (reusing what ``current`` already serves unchanged) into a new snapshot.
+
+        Without ``current`` (first load) a broken export is skipped and reported; with it, the whole change is
+        refused, except exports skipped before whose metadata did not change since.
+
+        Raises:
+            ExportError: nothing loadable, ENABLED_MODELS or DEFAULT_MODEL not served, or (reload) a broken export.
+        """
         wanted = set(self.settings.enabled_models)
-        predictors: dict[str, Predictor] = {}
-        timings: dict[str, float] = {}
-        for folder in discover(self.settings.exports_dir):
+        served: dict[str, ServedModel] = {}
+        skipped: dict[str, str] = {}
+        for export in plan.exports:
+            folder = export.folder
+            if export.name is not None and wanted and export.name not in wanted:
+                continue
+            if current is not None and self._skipped_digests.get(folder) == export.digest:
+                skipped[folder.name] = self._skipped[folder.name]
+                continue
             try:
                 meta = read_metadata(folder)
                 if wanted and meta["name"] not in wanted:
                     continue
-                if meta["name"] in predictors:
+                if export.name is not None and (meta["name"], str(meta["version"])) != (export.name, export.version):
+                    raise ExportError(f"{folder} holds {meta['name']} version {meta['version']}, the manifest "
+                                      f"says {export.name} version {export.version}")
+                if meta["name"] in served:
                     raise ExportError(f"{folder}: a model named {meta['name']!r} is already loaded")
-                began = time.perf_counter()
-                predictor = self._open(folder, meta)
-                timings[predictor.name] = time.perf_counter() - began
-                predictors[predictor.name] = predictor
+                served[meta["name"]] = self._reuse(current, meta["name"], export) or self._open(folder, meta, export)
             except Exception as error:
+                if current is not None:
+                    raise ExportError(f"{folder.name}: {error}") from error
                 # One broken export must not take the others down; it is reported by /readyz and the logs.
-                self._skipped[folder.name] = str(error)
+                skipped[folder.name] = str(error)
+                self._skipped_digests[folder] = export.digest
                 logger.error("export skipped", extra={"folder": str(folder), "reason": str(error)})
-        missing = wanted - set(predictors)
+        missing = wanted - set(served)
         if missing:
             raise ExportError(f"ENABLED_MODELS names {sorted(missing)}, not found or not loadable in "
                               f"{self.settings.exports_dir}")
-        if not predictors:
+        if not served:
             raise ExportError(f"no loadable export in {self.settings.exports_dir}: set EXPORTS_DIR or run "
                               "`make export`")
-        self._default = choose_default({n: p.metadata for n, p in predictors.items()}, self.settings.default_model)
-        for name, predictor in predictors.items():
-            self._models[name] = ServedModel(predictor, self._batcher(predictor), timings[name])
+        metadata = {name: model.metadata for name, model in served.items()}
+        champion = plan.champion if plan.champion in served else choose_default(metadata, None)
+        default = choose_default(metadata, self.settings.default_model) if self.settings.default_model else champion
+        return Snapshot(served, default, champion, plan.fingerprint, plan.source), skipped
 
-    def _open(self, folder: Path, meta: dict[str, Any]) -> Predictor:
+    @staticmethod
+    def _reuse(current: Snapshot | None, name: str, export: PlannedExport) -> ServedModel | None:
+        model = current.models.get(name) if current is not None else None
+        if model is not None and model.predictor.folder == export.folder and model.digest == export.digest:
+            return model
+        return None
+
+    def _open(self, folder: Path, meta: dict[str, Any], export: PlannedExport) -> ServedModel:
+        began = time.perf_counter()
         threads = self.settings.onnx_threads if meta["family"] == "transformer" else None
         predictor = self._loader(folder, threads=threads)
         if self.settings.warmup:
@@ -253,7 +330,24 @@ class ModelRegistry:
             predictor.predict_proba(list(WARMUP_TEXTS))
         logger.info("model loaded", extra={"model": predictor.name, "version": predictor.version,
                                            "variant": predictor.variant, "family": predictor.family})
-        return predictor
+        return ServedModel(predictor, self._batcher(predictor), time.perf_counter() - began, export.digest)
+
+    def install(self, snapshot: Snapshot, skipped: dict[str, str]) -> None:
+        """Serve ``snapshot`` from now on (one reference assignment) and point the metrics at it."""
+        previous = self._snapshot
+        self._snapshot = snapshot
+        self._state, self._error = "ready", None
+        self._skipped = skipped
+        self._skipped_digests = {folder: digest for folder, digest in self._skipped_digests.items()
+                                 if folder.name in skipped}
+        if self.metrics is None:
+            return
+        for name, model in snapshot.models.items():
+            batcher = model.batcher
+            self.metrics.track_queue(name, lambda batcher=batcher: float(batcher.queued_texts))
+        for name in set(previous.models if previous else ()) - set(snapshot.models):
+            self.metrics.untrack_queue(name)
+        self.metrics.show_served(snapshot.versions(), snapshot.default)
 
     def _batcher(self, predictor: Predictor) -> MicroBatcher:
         def on_batch(size: int, seconds: float) -> None:
@@ -264,7 +358,7 @@ class ModelRegistry:
             if self.metrics is not None:
                 self.metrics.observe_drop(predictor.name, reason)
 
-        batcher = MicroBatcher(
+        return MicroBatcher(
             predictor.predict_proba,
             max_batch_size=self.settings.max_batch_size,
             max_wait_ms=self.settings.max_batch_wait_ms,
@@ -274,6 +368,3 @@ class ModelRegistry:
             on_drop=on_drop,
             workers=self.settings.model_workers,
         )
-        if self.metrics is not None:
-            self.metrics.track_queue(predictor.name, lambda: float(batcher.queued_texts))
-        return batcher

@@ -152,14 +152,42 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class ReloadResult(BaseModel):
+    """One check of EXPORTS_DIR for a new or changed export."""
+
+    outcome: Literal["swapped", "unchanged", "refused", "not_ready"]
+    detail: str | None = Field(default=None, description="Why the change was refused (the served models stay).")
+    models: dict[str, str] = Field(default={}, description="Model → version served after the check.")
+    default: str | None = None
+    load_seconds: float | None = Field(default=None, description="Loading, verifying and warming up the change.")
+    swap_seconds: float | None = Field(default=None, description="Replacing the served models (one assignment).")
+    predictions_during_load: int | None = Field(default=None, description="Texts classified meanwhile.")
+    at: str
+
+
+class ReloadState(BaseModel):
+    """The live-reload watcher: when it last looked, and what it last swapped in or refused."""
+
+    interval_s: float = Field(description="RELOAD_INTERVAL_S; 0: no watcher, only POST /v1/admin/reload.")
+    source: Literal["manifest", "folders"] | None = Field(
+        default=None, description="manifest.json, or every export folder when there is none.")
+    last_check_at: str | None = None
+    last_error: str | None = Field(default=None, description="Why the latest change was refused; null once a "
+                                   "later change is served or the broken one is withdrawn.")
+    last_swap: ReloadResult | None = None
+
+
 class Readiness(BaseModel):
     """Whether the models are loaded and warmed up (200) or not yet, or failed (503)."""
 
     status: Literal["ready", "not_started", "loading", "failed"]
     models: list[str] = []
+    versions: dict[str, str] = Field(default={}, description="Model → version being served.")
     default: str | None = None
+    champion: str | None = None
     detail: str | None = None
     skipped: dict[str, str] = Field(default={}, description="Export folders not served, with the reason.")
+    reload: ReloadState | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(), description="Comma-separated API keys; empty leaves the API open. Health routes stay open."
     )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Key of POST /v1/admin/reload (X-API-Key or Bearer). Unset: the API_KEYS open it; with no "
+        "API_KEYS either the route answers 403 (the watcher still reloads).",
+    )
+    reload_interval_s: float = Field(
+        default=10.0, ge=0, le=30,
+        description="Seconds between checks of EXPORTS_DIR for a new or changed export; 0 disables the watcher.",
+    )
     ready_timeout_s: float = Field(
         default=30.0, ge=0, description="How long a prediction waits for models still loading before a 503."
     )
@@ -89,6 +98,15 @@ class Settings(BaseSettings):
             if key.get_secret_value().lower() in _PLACEHOLDER_KEYS:
                 raise ValueError("API_KEYS holds a placeholder value; set real keys or leave API_KEYS empty")
         return keys
+
+    @field_validator("admin_key")
+    @classmethod
+    def _reject_placeholder_admin_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and key.get_secret_value().lower() in _PLACEHOLDER_KEYS:
+            raise ValueError("ADMIN_KEY holds a placeholder value; set a real key or leave it unset")
+        if key is not None and not key.get_secret_value():
+            return None
+        return key
 
     @field_validator("log_level")
     @classmethod

@@ -258,6 +258,13 @@ class FeedbackStore:
         assert row is not None
         return row
 
+    def verdict_history(self) -> list[dict[str, Any]]:
+        """Every verdict without its tweet text, oldest first: what the model-ageing charts aggregate."""
+        with self._lock:
+            return list(self.db.query(
+                f"SELECT updated_at, model_name, model_version, verdict, predicted_label, true_label, review_state "
+                f"FROM {TABLE} ORDER BY updated_at"))
+
     def count_verdicts_since(self, verdict: str, since: datetime) -> int:
         """How many rows got ``verdict`` at or after ``since`` (their latest verdict time)."""
         with self._lock:

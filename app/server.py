@@ -22,6 +22,8 @@ import streamlit as st
 from starlette.routing import Mount
 
 from api.main import create_app
+from app.model_source import AliasFollower
+from app.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +88,19 @@ def create_server() -> st.App:
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
-        # The API's lifespan starts loading the models in a thread and closes its batchers on the way out.
+        # The API's lifespan starts loading the models in a thread, watches EXPORTS_DIR for new versions and
+        # closes its batchers on the way out.
         async with api.router.lifespan_context(api):
             flusher = services.telemetry_flusher()
+            follower = AliasFollower.from_settings(get_settings())  # None unless FOLLOW_MODEL_URI is set
+            if follower is not None:
+                follower.start()
             logger.info("serving the UI at / and the API at %s (telemetry %s)", API_PREFIX,
                         "on" if flusher.enabled else "off")
             yield {"api": api}
             flusher.stop()
+            if follower is not None:
+                follower.stop()
 
     return st.App(SCRIPT, routes=[Mount(API_PREFIX, app=api)], lifespan=lifespan)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from api.registry import ModelRegistry, choose_default
+from api.registry import ModelRegistry
 from api.settings import Settings as ApiSettings
 from app import runs
 from app.alerts import AlertRule
@@ -55,8 +55,32 @@ def ready_registry() -> ModelRegistry:
 
 
 def champion_name(registry: ModelRegistry) -> str:
-    """The export aliased ``champion``, else the champion rule's pick (``api.champion``), whatever DEFAULT_MODEL says."""
-    return choose_default({model.name: model.metadata for model in registry.models()}, None)
+    """The manifest's champion, else the export aliased ``champion``, else the champion rule's pick, whatever
+    DEFAULT_MODEL says; it follows live reloads."""
+    return registry.champion
+
+
+def default_model_summary(registry: ModelRegistry) -> tuple[str, pd.DataFrame]:
+    """Which model answers a request that names none, why, and each served model's measured accuracy and speed.
+
+    The figures are those of the served exports' metadata (validation_random, measured by the training run
+    through the served ONNX graph), so the page and the API can never disagree about what is served.
+    """
+    default, champion = registry.default_name, champion_name(registry)
+    why = ("the champion: the best validation_random accuracy, ties to four decimals broken by the lower p50 "
+           "latency (`api.champion`)" if default == champion else
+           f"`DEFAULT_MODEL` names it (the champion, {champion}, is one `model` field away)")
+    rows = []
+    for model in registry.models():
+        measured = model.metadata.get("metrics", {}).get("validation_random", {})
+        rows.append({"model": model.name, "version": model.version, "default": model.name == default,
+                     "champion": model.name == champion, "validation_random accuracy": measured.get("accuracy"),
+                     "p50 ms (one tweet)": measured.get("latency_p50_ms"),
+                     "tweets/s (batch 32)": measured.get("throughput_batch32")})
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values("validation_random accuracy", ascending=False, na_position="last")
+    return f"The API answers with **{default}** when a request names no model: {why}.", table
 
 
 @st.cache_resource(show_spinner=False)

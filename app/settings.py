@@ -62,6 +62,9 @@ class AppSettings(BaseSettings):
     maintainer_session_ttl_min: float = Field(30.0, gt=0, validation_alias="MAINTAINER_SESSION_TTL_MIN")
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field((), validation_alias="TRUSTED_PROXIES")
     batch_max_rows: int = Field(10_000, ge=1, validation_alias="BATCH_MAX_ROWS")
+    # models:/<registered model>@<alias>: published into EXPORTS_DIR at start and when the alias moves.
+    follow_model_uri: str | None = Field(None, validation_alias="FOLLOW_MODEL_URI")
+    follow_model_interval_s: float = Field(30.0, gt=0, validation_alias="FOLLOW_MODEL_INTERVAL_S")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -8,13 +8,16 @@
 #     reachable here), a stand-in is made with debootstrap (Debian bookworm minbase with python3,
 #     python3-venv, ca-certificates, from the mirror in this machine's apt sources) and `docker import`ed
 #     under the same name.
-#  3. wheelhouse/ (git-ignored): the manylinux wheels of requirements/api.txt and app.txt for CPython 3.11,
+#  3. wheelhouse/ (git-ignored): the manylinux wheels of requirements/api.txt, app.txt and mlflow-server.txt for CPython 3.11,
 #     from `pip download`; kept for the next run. Its presence makes the Dockerfiles install with --no-index,
 #     so both images build with --network=none.
 #  4. Each container runs with --network=host on a free port: the time from `docker run` to healthy, the
 #     lean API's labels on clear tweets and its 4xx on bad input, the product's UI, /api and a feedback row
 #     in its volume; non-root; no torch/streamlit/mlflow in the lean image; sizes above the base.
-#  5. results/docker.json and results/docker.md; the containers and the volume are removed.
+#  5. The Compose stack (docker/compose.sh): compose.yaml through compose.host.yaml with Debian's docker-compose
+#     1.29 (MLflow seeded from exports/runs, the lean API twice behind nginx, the product on MLflow), each service
+#     checked, then taken down. DOCKER_TEST_COMPOSE=1 runs it (off by default until verified here).
+#  6. results/docker.json and results/docker.md; the containers and the volume are removed.
 #
 # `bash docker/test.sh wheelhouse` only fills wheelhouse/ (no Docker needed), for an air-gapped build elsewhere.
 # Environment: BASE_IMAGE, LEAN_TAG, FULL_TAG, PYTHON (host python with pip), DOCKERD_STORAGE_DRIVER, the targets
@@ -55,6 +58,7 @@ cleanup() {
   local status=$?
   set +e
   for container in ${CONTAINERS[@]+"${CONTAINERS[@]}"}; do docker rm -f "$container" >/dev/null 2>&1; done
+  compose_down
   if [ -n "$VOLUME" ]; then docker volume rm -f "$VOLUME" >/dev/null 2>&1; fi
   stop_dockerd
   # debootstrap may leave /proc or /sys mounted in the rootfs when it fails: never delete through a mount.
@@ -197,7 +201,7 @@ ensure_base_image() {
 ensure_wheelhouse() {
   local arch stamp platforms=()
   arch=$(uname -m)
-  stamp="$(cat requirements/api.txt requirements/app.txt | sha256sum | cut -c1-16) cp${PYTHON_TAG/./} $arch"
+  stamp="$(cat requirements/api.txt requirements/app.txt requirements/mlflow-server.txt | sha256sum | cut -c1-16) cp${PYTHON_TAG/./} $arch"
   if [ -f "$WHEELHOUSE/.complete" ] && [ "$(cat "$WHEELHOUSE/.complete")" = "$stamp" ]; then
     log "wheelhouse/ is complete for these lock files: reused ($(du -sh "$WHEELHOUSE" | cut -f1))"
     return
@@ -207,13 +211,13 @@ ensure_wheelhouse() {
   for minor in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${minor}_${arch}"); done
   platforms+=(--platform "manylinux2014_${arch}")
   [ "$arch" = x86_64 ] && platforms+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64)
-  log "pip download: the wheels of requirements/api.txt and app.txt for CPython $PYTHON_TAG $arch into wheelhouse/"
+  log "pip download: the wheels of requirements/api.txt, app.txt and mlflow-server.txt for CPython $PYTHON_TAG $arch into wheelhouse/"
   local started
   started=$(date +%s.%N)
   rm -f "$WHEELHOUSE/.complete"
   "$PY" -m pip download --disable-pip-version-check --quiet --no-deps --only-binary=:all: \
     --implementation cp --python-version "$PYTHON_TAG" --abi "cp${PYTHON_TAG/./}" "${platforms[@]}" \
-    --dest "$WHEELHOUSE" -r requirements/api.txt -r requirements/app.txt >"$WORK/pip.log" 2>&1 \
+    --dest "$WHEELHOUSE" -r requirements/api.txt -r requirements/app.txt -r requirements/mlflow-server.txt >"$WORK/pip.log" 2>&1 \
     || { grep -v '^WARNING: Location' "$WORK/pip.log" | tail -20 >&2; die "pip download failed"; }
   echo "$stamp" >"$WHEELHOUSE/.complete"
   log "wheelhouse/ ready in $(elapsed "$started") s ($(du -sh "$WHEELHOUSE" | cut -f1))"
@@ -221,16 +225,20 @@ ensure_wheelhouse() {
 
 # --- 4. build, run, check ------------------------------------------------------------------------------------
 model_labels() {
-  # name and version of the default model, chosen as the API does: the champion, else the best accuracy.
-  "$PY" - <<'EOF'
-import json, pathlib
-metas = [json.loads(p.read_text()) for p in sorted(pathlib.Path("exports").glob("*/metadata.json"))]
-def accuracy(m):
-    value = m.get("metrics", {}).get("validation_random", {}).get("accuracy")
-    return value if isinstance(value, (int, float)) else float("-inf")
-champions = [m for m in metas if "champion" in m.get("aliases", [])]
-best = sorted(champions or metas, key=lambda m: (-accuracy(m), m["name"]))
-print(best[0]["name"], best[0]["version"]) if best else print("none none")
+  # name and version of the image's default model, chosen as the build's `api.manifest select` does: the
+  # manifest's champion when the EXPORTS build argument keeps it, else the champion rule among what it keeps.
+  PYTHONPATH="$ROOT" "$PY" - <<'EOF'
+import json, pathlib, re
+from api.champion import from_metrics, pick_champion
+chosen = re.search(r'^ARG EXPORTS="([^"]*)"', pathlib.Path("Dockerfile.cpu").read_text(), re.M).group(1).split()
+metas = {m["name"]: m for m in (json.loads(p.read_text()) for p in sorted(pathlib.Path("exports").glob("*/metadata.json")))
+         if m["name"] in chosen}
+manifest = pathlib.Path("exports/manifest.json")
+champion = json.loads(manifest.read_text())["champion"] if manifest.exists() else None
+if champion not in metas:
+    best = pick_champion(from_metrics(name, m.get("metrics", {})) for name, m in metas.items())
+    champion = best.name if best else None
+print(champion, metas[champion]["version"]) if champion else print("none none")
 EOF
 }
 
@@ -382,6 +390,10 @@ print(db.execute("SELECT COUNT(*) FROM feedback WHERE id = ? AND verdict = ?", (
   [ "$stored" = 1 ] || die "feedback row $feedback_id is not in the volume"
   log "full product: UI, /_stcore/health, /api/v1/predict passed; feedback row $feedback_id is in volume $VOLUME; uid $full_uid"
 
+  COMPOSE_FACTS=null
+  # Off by default until a full run has passed on this machine (issue 11, helper C's progress file).
+  if [ "${DOCKER_TEST_COMPOSE:-0}" != 0 ]; then compose_test; fi
+
   # Results.
   export FACTS_ENGINE="$engine" FACTS_DRIVER="$driver" FACTS_BASE_MB="$base_mb" \
     FACTS_BASE_KIND="${base_kind:-as found in the engine}" FACTS_LEAN_MB="$lean_mb" FACTS_FULL_MB="$full_mb" \
@@ -389,7 +401,7 @@ print(db.execute("SELECT COUNT(*) FROM feedback WHERE id = ? AND verdict = ?", (
     FACTS_FULL_STARTUP="$full_startup" FACTS_LEAN_CHECKS="$lean_checks" FACTS_ABSENT="$absent" \
     FACTS_LEAN_UID="$lean_uid" FACTS_FULL_UID="$full_uid" FACTS_FEEDBACK_ID="$feedback_id" \
     FACTS_BASE_IMAGE="$BASE_IMAGE" FACTS_LEAN_TAG="$LEAN_TAG" FACTS_FULL_TAG="$FULL_TAG" FACTS_COMMIT="$VCS_REF" \
-    FACTS_MODEL="$MODEL_NAME $MODEL_VERSION" FACTS_STARTED="$STARTED" \
+    FACTS_MODEL="$MODEL_NAME $MODEL_VERSION" FACTS_STARTED="$STARTED" FACTS_COMPOSE="$COMPOSE_FACTS" \
     FACTS_LEAN_LABELS="$(docker image inspect -f '{{json .Config.Labels}}' "$LEAN_TAG")" \
     FACTS_FULL_LABELS="$(docker image inspect -f '{{json .Config.Labels}}' "$FULL_TAG")" \
     FACTS_TARGETS="$LEAN_MAX_MB $FULL_MAX_MB $LEAN_HEALTHY_MAX_S"
@@ -412,6 +424,7 @@ facts = {
              "build_s": float(e["FACTS_FULL_BUILD"]), **json.loads(e["FACTS_FULL_STARTUP"]),
              "uid": int(e["FACTS_FULL_UID"]), "feedback_id": e["FACTS_FEEDBACK_ID"],
              "labels": json.loads(e["FACTS_FULL_LABELS"])},
+    "compose": json.loads(e["FACTS_COMPOSE"]),
     "total_s": round(time.time() - float(e["FACTS_STARTED"]), 1),
 }
 open(sys.argv[1], "w").write(json.dumps(facts))
@@ -436,5 +449,8 @@ EOF
   [ "${#failures[@]}" -eq 0 ] || die "$(printf '%s; ' "${failures[@]}")"
   log "PASSED in $(( $(date +%s) - STARTED )) s: lean +$lean_mb MB, healthy in $lean_healthy s; full +$full_mb MB"
 }
+
+# shellcheck source=docker/compose.sh
+source "$ROOT/docker/compose.sh"
 
 main "$@"

@@ -52,6 +52,20 @@ def promote_champion() -> str | None:
     return version
 
 
+def set_champion(client: MlflowClient, version: str, run_id: str | None = None) -> None:
+    """Point ``champion`` at ``version`` (a promotion or a rollback), after checking it is the run expected.
+
+    Raises:
+        MlflowException: this store has no such version.
+        ValueError: the version exists but belongs to another run (exports from another store).
+    """
+    model_version = client.get_model_version(config.REGISTERED_MODEL, version)
+    if run_id and model_version.run_id != run_id:
+        raise ValueError(f"version {version} of {config.REGISTERED_MODEL} is run {model_version.run_id}, not {run_id}")
+    client.set_registered_model_alias(config.REGISTERED_MODEL, config.CHAMPION_ALIAS, version)
+    logger.info("champion: version %s", version)
+
+
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     logging.basicConfig(level=logging.INFO)

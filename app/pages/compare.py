@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, runs, services
+from app import aging, charts, runs, services
 from app.settings import get_settings, redact_uri
 
 settings = get_settings()
@@ -29,6 +29,14 @@ if latest.empty:
 
 registry = services.model_registry()
 champion = services.champion_name(registry) if registry.ready else None
+if registry.ready:
+    st.subheader("Default model")
+    note, served = services.default_model_summary(registry)
+    st.markdown(note)
+    st.dataframe(served, hide_index=True, key="served_models", column_config={
+        "validation_random accuracy": st.column_config.NumberColumn(format="%.4f"),
+        "p50 ms (one tweet)": st.column_config.NumberColumn(format="%.2f"),
+        "tweets/s (batch 32)": st.column_config.NumberColumn(format="%.0f")})
 families = sorted(latest["family"].unique())
 sets = runs.available_sets(latest) or list(runs.EVAL_SETS)
 left, right = st.columns(2)
@@ -77,3 +85,14 @@ table = runs.runs_table(all_runs, champion)
 table = table[table["family"].isin(chosen_families)]
 st.dataframe(table.style.apply(lambda row: ["background-color: #fff3b0" if row["champion"] else ""] * len(row),
                                axis=1), hide_index=True)
+
+st.subheader("Feedback per model version")
+st.caption("Thumbs up and down from the product, after the maintainer's review; counts only, no tweet text.")
+verdicts = services.feedback_store().verdict_history()
+if verdicts:
+    ageing, by_version = aging.ageing_view(verdicts, settings.exports_dir, services.alert_rule())
+    st.plotly_chart(ageing, key="ageing_chart")
+    st.dataframe(by_version, hide_index=True, key="ageing_table",
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+else:
+    st.info("No feedback yet: thumbs up and down on the Predict page show up here per model version.")

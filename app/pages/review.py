@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from api.exports import LABELS
-from app import alerts, charts, services
+from app import aging, alerts, charts, services
 from app.feedback import FeedbackFilter
 from app.settings import get_settings, maintainer_secret
 
@@ -108,6 +108,11 @@ if state.firing:
     st.error(state.message, icon=":material/notifications_active:")
 else:
     st.success(state.message, icon=":material/notifications:")
+
+verdicts = store.verdict_history()
+if verdicts:
+    ageing, _ = aging.ageing_view(verdicts, get_settings().exports_dir, state.rule)
+    st.plotly_chart(ageing, key="ageing_chart")
 
 counts = store.telemetry_counts()
 cols = st.columns([1, 1, 1, 2])

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -187,3 +192,32 @@ def registry_factory(exports_dir: Path) -> Callable[..., ModelRegistry]:
         return ModelRegistry(make_settings(exports_dir, **overrides), loader=loader)
 
     return factory
+
+
+class ServerThread:
+    """A real uvicorn server (h11 or httptools, as configured) for ``app`` on a free loopback port, in a thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ServerThread:
+        """Start it and wait (up to 15 s) until ``/readyz`` answers 200."""
+        self.thread.start()
+        for _ in range(300):
+            try:
+                if httpx.get(f"{self.base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -6,16 +6,15 @@ import asyncio
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from api.main import create_app
 from api.registry import ModelRegistry
+from tests.api.conftest import ServerThread
 
 
 @pytest.fixture
@@ -26,30 +25,14 @@ def serve(exports_dir, settings_factory, counting_loader) -> Iterator:
     def start(**overrides):
         loader, made = counting_loader
         settings = settings_factory(exports_dir, enabled_models=("tiny-bert",), **overrides)
-        app = create_app(settings, registry=ModelRegistry(settings, loader=loader))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               access_log=False, lifespan="on"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        servers.append((server, thread))
+        server = ServerThread(create_app(settings, registry=ModelRegistry(settings, loader=loader))).start()
+        servers.append(server)
         made["tiny-bert"].calls.clear()
-        return base, port, made["tiny-bert"]
+        return server.base, server.port, made["tiny-bert"]
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
+    for server in servers:
+        server.stop()
 
 
 def _metric(base: str, name: str) -> float:

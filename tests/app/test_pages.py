@@ -198,10 +198,14 @@ def test_compare_page_seeds_mlflow_and_draws_the_charts(app_env: Path, monkeypat
     charts = at.get("plotly_chart")
     # metrics, trade-off, ROC, 3 confusion matrices, the transformer's loss
     assert len(charts) == 7
-    table = at.dataframe[0].value
+    # Which model answers by default, and why, with the served exports' measured figures.
+    assert "The API answers with **tiny-tfidf**" in at.markdown[0].value and "champion" in at.markdown[0].value
+    served = at.dataframe[0].value
+    assert list(served["model"]) == ["tiny-tfidf"] and bool(served["default"].iloc[0])
+    table = at.dataframe[1].value
     assert table["model"].iloc[0] == "tiny-tfidf" and bool(table["champion"].iloc[0])
     at.multiselect(key="families").set_value(["transformer"]).run()
-    assert len(at.get("plotly_chart")) == 5 and len(at.dataframe[0].value) == 1
+    assert len(at.get("plotly_chart")) == 5 and len(at.dataframe[1].value) == 1
     at.multiselect(key="sets").set_value([]).run()
     assert "Pick at least one" in at.warning[0].value
 
@@ -562,3 +566,23 @@ def test_review_link_with_unknown_filter_values_shows_everything(fakes: dict, mo
     assert not at.exception, at.exception
     assert (at.selectbox(key="filter_model").value, at.selectbox(key="label").value) == ("(all)", "(all)")
     assert "Misclassified tweets (2)" in [s.value for s in at.subheader]
+
+
+def test_default_model_summary_says_why_and_orders_by_accuracy() -> None:
+    from types import SimpleNamespace
+
+    from app import services
+
+    def served(name: str, accuracy: float, p50: float) -> SimpleNamespace:
+        metrics = {"validation_random": {"accuracy": accuracy, "latency_p50_ms": p50, "throughput_batch32": 100.0}}
+        return SimpleNamespace(name=name, version="1", metadata={"metrics": metrics})
+
+    models = [served("minilm", 0.83, 0.8), served("mpnet", 0.85, 10.3)]
+    registry = SimpleNamespace(default_name="mpnet", champion="mpnet", models=lambda: models)
+    note, table = services.default_model_summary(registry)
+    assert "**mpnet**" in note and "best validation_random accuracy" in note
+    assert list(table["model"]) == ["mpnet", "minilm"] and list(table["default"]) == [True, False]
+
+    registry.default_name = "minilm"  # DEFAULT_MODEL set: the note must say so, not claim the rule
+    note, table = services.default_model_summary(registry)
+    assert "**minilm**" in note and "DEFAULT_MODEL" in note and list(table["champion"]) == [True, False]

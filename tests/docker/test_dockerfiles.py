@@ -76,3 +76,27 @@ def test_test_script_parses() -> None:
     bash = shutil.which("bash")
     assert bash is not None
     subprocess.run([bash, "-n", str(ROOT / "docker/test.sh")], check=True)
+
+
+def test_both_images_choose_the_same_exports_and_leave_out_only_mpnet(tmp_path: Path) -> None:
+    """The EXPORTS build argument: every committed model but the opt-in mpnet, and `select` accepts the list."""
+    from api.manifest import read_manifest, select
+
+    arguments = set()
+    for dockerfile in IMAGES:
+        steps = instructions(dockerfile)
+        arguments |= {args for name, args in steps if name == "ARG" and args.startswith("EXPORTS=")}
+        assert any(name == "RUN" and "api.manifest select" in args and '--keep "$EXPORTS"' in args for name, args in steps)
+    assert len(arguments) == 1, arguments
+    chosen = arguments.pop().removeprefix("EXPORTS=").strip('"').split()
+    committed = {p.parent.name for p in (ROOT / "exports").glob("*/metadata.json")}
+    assert set(chosen) == committed - {"mpnet"}
+    # The build step on a copy of the committed manifest and metadata (not the weights: select never opens them).
+    for folder in committed:
+        (tmp_path / folder).mkdir()
+        shutil.copy(ROOT / "exports" / folder / "metadata.json", tmp_path / folder)
+    if (ROOT / "exports" / "manifest.json").exists():
+        shutil.copy(ROOT / "exports" / "manifest.json", tmp_path)
+    selected = select(tmp_path, chosen, repick_champion=True)
+    assert set(selected.models) == set(chosen) and selected.champion in chosen
+    assert read_manifest(tmp_path) == selected and not (tmp_path / "mpnet").exists()

@@ -1,0 +1,95 @@
+"""The engine-free part of batch scoring: reasons, bounded predictor calls, output columns, the worker cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from api.exports import ExportError
+from api.predictor import Predictor, load_predictor
+from batch import spark as batch_spark
+from batch.scoring import EMPTY, MISSING, OUTPUT_COLUMNS, TOO_LONG, predict_in_chunks, problem, score_texts
+
+TFIDF_LR = Path(__file__).resolve().parents[2] / "exports" / "tfidf-lr"
+
+
+class RecordingPredictor(Predictor):
+    """Wraps a real predictor and records how many texts each call gets."""
+
+    def __init__(self, inner: Predictor) -> None:
+        super().__init__(inner.folder, inner.metadata, inner.variant)
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.inner.predict_proba(texts)
+
+
+@pytest.fixture(scope="module")
+def tfidf_lr() -> Predictor:
+    return load_predictor(TFIDF_LR)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    (None, MISSING), (float("nan"), MISSING), ("", EMPTY), ("   \t", EMPTY), ("&nbsp;", EMPTY),
+    ("\u200b\u2060", EMPTY), ("x" * 11, TOO_LONG), ("x" * 10, None), ("ok 👍", None),
+])
+def test_problem_follows_the_api_checks(text: object, reason: str | None) -> None:
+    assert problem(text, max_chars=10) == reason
+
+
+def test_every_call_is_bounded_and_rows_keep_their_order(tfidf_lr: Predictor) -> None:
+    recording = RecordingPredictor(tfidf_lr)
+    texts = [f"great flight number {i}" if i % 3 else f"awful delay number {i}" for i in range(200)]
+    proba = predict_in_chunks(recording, texts, chunk_rows=64)
+    assert recording.calls == [64, 64, 64, 8]
+    np.testing.assert_array_equal(proba, tfidf_lr.predict_proba(texts))
+    with pytest.raises(ValueError, match="chunk_rows"):
+        predict_in_chunks(recording, texts, chunk_rows=0)
+
+
+def test_bad_rows_get_a_reason_and_no_label(tfidf_lr: Predictor) -> None:
+    texts = pd.Series(["I love this crew", None, "   ", "x" * 1001, "lost my bag, worst airline"],
+                      index=[10, 11, 12, 13, 14])
+    out = score_texts(texts, tfidf_lr, max_chars=1000, chunk_rows=2)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out.index) == [10, 11, 12, 13, 14]
+    assert out["reason"].tolist() == [None, MISSING, EMPTY, TOO_LONG, None]
+    assert out["label"].tolist() == ["positive", None, None, None, "negative"]
+    assert out.loc[[11, 12, 13], ["confidence", "p_positive"]].isna().all().all()
+    assert (out["model"] == "tfidf-lr").all() and (out["version"] == tfidf_lr.version).all()
+    expected = tfidf_lr.predict_proba(["I love this crew", "lost my bag, worst airline"])
+    assert out.loc[[10, 14], "p_positive"].tolist() == [float(p) for p in expected[:, 1]]
+    assert out.loc[[10, 14], "confidence"].tolist() == [float(p) for p in expected.max(axis=1)]
+
+
+def test_all_rows_bad_calls_no_model(tfidf_lr: Predictor) -> None:
+    recording = RecordingPredictor(tfidf_lr)
+    out = score_texts(pd.Series([None, ""]), recording, max_chars=1000)
+    assert out["reason"].tolist() == [MISSING, EMPTY]
+    assert sum(recording.calls) == 0
+
+
+def test_a_worker_loads_its_predictor_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[Path] = []
+
+    def loader(folder: Path, variant: str | None = None, threads: int | None = None) -> str:
+        loads.append(folder)
+        return f"predictor of {folder}"
+
+    monkeypatch.setattr(batch_spark, "load_predictor", loader)
+    monkeypatch.setattr(batch_spark, "_PREDICTORS", {})
+    first = batch_spark.worker_predictor(str(TFIDF_LR), "onnx", 1)
+    assert batch_spark.worker_predictor(str(TFIDF_LR), "onnx", 1) is first
+    assert loads == [TFIDF_LR]
+
+
+def test_an_export_missing_on_a_node_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ExportError, match="--archives"):
+        batch_spark.locate_export(str(tmp_path / "absent"))

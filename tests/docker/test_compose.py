@@ -1,0 +1,74 @@
+"""Static checks of compose.yaml, compose.host.yaml and the nginx configurations; the stack itself runs in
+`make docker-test` (docker/compose.sh)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "docker"))
+import compose_smoke  # noqa: E402  (docker/ is scripts, not a package)
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+
+
+def test_the_stack_of_the_seed_on_bridge_networks() -> None:
+    services = load("compose.yaml")["services"]
+    assert set(services) == {"mlflow", "mlflow-seed", "api", "proxy", "app"}
+    assert not any("network_mode" in s for s in services.values()), "compose.yaml is for an ordinary engine"
+    assert services["api"]["deploy"]["replicas"] == 2
+    assert services["app"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert services["mlflow-seed"]["command"][-1] == "http://mlflow:5000"
+    assert services["app"]["depends_on"]["mlflow-seed"]["condition"] == "service_completed_successfully"
+    assert "mlflow-data:/mlflow" in services["mlflow"]["volumes"] and "app-data:/data" in services["app"]["volumes"]
+    for name in ("api", "app"):
+        assert services[name]["read_only"] is True and services[name]["cap_drop"] == ["ALL"]
+    # Secrets only from the caller's environment.
+    for service in services.values():
+        for key, value in (service.get("environment") or {}).items():
+            if key in ("API_KEYS", "MAINTAINER_SECRET", "APPLICATIONINSIGHTS_CONNECTION_STRING"):
+                assert value == f"${{{key}:-}}", f"{key} must come from the environment"
+    nginx = (ROOT / "docker/nginx.conf").read_text()
+    assert "server api:8000;" in nginx and "listen 8080;" in nginx
+    published = load("compose.override.yaml")["services"]
+    assert published == {"mlflow": {"ports": ["5000:5000"]}, "proxy": {"ports": ["8000:8080"]},
+                         "app": {"ports": ["8501:8501"]}}
+
+
+def test_the_host_override_gives_every_service_its_own_port() -> None:
+    base, host = load("compose.yaml")["services"], load("compose.host.yaml")["services"]
+    assert set(host) == set(base) | {"api-2"}
+    assert all(service["network_mode"] == "host" for service in host.values())
+    assert not any("ports" in service for service in [*base.values(), *host.values()]), \
+        "docker-compose refuses port bindings with network_mode host: ports live in compose.override.yaml"
+    assert host["api"]["deploy"]["replicas"] == 1
+    ports = {"mlflow": host["mlflow"]["environment"]["MLFLOW_PORT"], "api-1": host["api"]["environment"]["UVICORN_PORT"],
+             "api-2": host["api-2"]["environment"]["UVICORN_PORT"], "app": host["app"]["environment"]["UVICORN_PORT"]}
+    nginx = (ROOT / "docker/nginx.host.conf").read_text()
+    (proxy_port,) = re.findall(r"listen 127\.0\.0\.1:(\d+);", nginx)
+    ports["proxy"] = proxy_port
+    assert len(set(ports.values())) == len(ports)
+    assert re.findall(r"server 127\.0\.0\.1:(\d+);", nginx) == [ports["api-1"], ports["api-2"]]
+    assert host["app"]["environment"]["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{ports['mlflow']}"
+    # The checks of docker/compose_smoke.py ask the same ports.
+    for name, url in compose_smoke.READY.items():
+        assert url.startswith(f"http://127.0.0.1:{ports[name]}/"), (name, url)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="docker-compose is not installed (make docker-test installs Debian's 1.29)")
+@pytest.mark.parametrize("files", [["compose.yaml", "compose.override.yaml"], ["compose.yaml", "compose.host.yaml"]],
+                         ids=["bridge", "host"])
+def test_docker_compose_accepts_the_files(files: list[str]) -> None:
+    command = ["docker-compose", *[arg for f in files for arg in ("-f", f)], "config", "-q"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
