@@ -6,7 +6,7 @@ process (``python -m batch.spark`` with ``local[*]``, or ``python -m api.cli sco
 exit (so Spark's JVM start is included; the first phase, a 1,000-row job, shows that fixed cost). The peak
 memory is the largest sum of RSS over the child's process tree (driver, JVM, Python workers), sampled every
 0.2 s. Beside each phase: the load average and the CPU share of every other process (a figure taken while
-others' share is high says more about the machine than about the job), and whether a training run was up.
+others' share is high says more about the machine than about the job), and whether a training job was up.
 
     python -m benchmarks.spark                 # the full run, into results/spark.json and results/spark.md
     python -m benchmarks.spark --quick         # 1/100 of the rows, into results/tmp/ (a smoke run)
@@ -70,7 +70,8 @@ def count_rows(path: Path) -> int:
 
 
 def training_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "training.pipeline"], capture_output=True).returncode == 0
+    """Whether any of the project's training jobs runs (pipeline, retrain, distill...): each fills the cores."""
+    return subprocess.run(["pgrep", "-f", r"python.* -m training\."], capture_output=True).returncode == 0
 
 
 def sample_tree(pid: int, cpu: dict[int, float]) -> float:
@@ -149,7 +150,7 @@ def write_report(results: dict, path: Path) -> None:
         "whole process tree (driver, JVM, Python workers).",
         "",
         "| phase | tool | model | rows | wall s | tweets/s | peak RSS MB | CPU s | others' CPU % | load at start |"
-        " training run up |",
+        " training job up |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["phases"]:
