@@ -216,8 +216,17 @@ def api_spec() -> ServerSpec:
         ready_path="/readyz",
         single=("/v1/predict", lambda text: {"text": text}),
         batch=(BATCH, lambda texts: {"texts": texts}),
-        env=dict(API_ENV),
+        env=dict(API_ENV) | {"ENABLED_MODELS": image_exports()},
     )
+
+
+def image_exports() -> str:
+    """The models the images serve (``Dockerfile.cpu``'s ``EXPORTS`` build argument): the soak checks that service,
+    not one whose champion is the opt-in mpnet (7× slower: its request counts would say nothing about shedding)."""
+    match = re.search(r'^ARG EXPORTS="([^"]*)"', (PROJECT_ROOT / "Dockerfile.cpu").read_text(), re.MULTILINE)
+    if match is None:
+        raise SystemExit("Dockerfile.cpu has no ARG EXPORTS=\"…\" line: the soak cannot tell which models to serve")
+    return ",".join(match.group(1).split())
 
 
 async def shed_probe(port: int, tweets: list[str], attempts: int = 4) -> dict[str, int]:
