@@ -178,6 +178,8 @@ def admin_client(root: Path, settings_factory) -> Iterator[Callable[..., TestCli
         client = TestClient(create_app(settings_factory(root, reload_interval_s=0, **overrides)))
         client.__enter__()
         clients.append(client)
+        # The lifespan loads in a background thread; wait for it, or the first /readyz races the load (503).
+        client.app.state.registry.load()
         return client
 
     yield make
