@@ -206,16 +206,18 @@ class ServerThread:
                                                     access_log=False, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def start(self) -> ServerThread:
-        """Start it and wait (up to 15 s) until ``/readyz`` answers 200."""
+    def start(self, timeout_s: float = 15.0, *, require_ready: bool = False) -> ServerThread:
+        """Start it and wait (up to ``timeout_s``) until ``/readyz`` answers 200; ``require_ready``: raise if not."""
         self.thread.start()
-        for _ in range(300):
+        for _ in range(int(timeout_s / 0.05)):
             try:
                 if httpx.get(f"{self.base}/readyz").status_code == 200:
-                    break
+                    return self
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
+        if require_ready:
+            raise RuntimeError("the test server did not become ready")
         return self
 
     def stop(self) -> None:

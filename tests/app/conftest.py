@@ -158,3 +158,16 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, classical_export: P
     st.cache_resource.clear()
     st.cache_data.clear()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def compare_env(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``app_env`` serving one tiny classical export, with run records for the Compare page; returns exports/."""
+    from app.settings import get_settings
+
+    exports = app_env / "exports"
+    build_classical_export(exports / "tiny-tfidf")
+    write_run_records(exports / "runs")
+    monkeypatch.setenv("EXPORTS_DIR", str(exports))
+    get_settings.cache_clear()
+    return exports

@@ -14,7 +14,7 @@ from app import aging
 from app.alerts import AlertRule
 from app.feedback import FeedbackStore
 from app.settings import get_settings
-from tests.app.conftest import build_classical_export, write_metadata, write_run_records
+from tests.app.conftest import write_metadata
 from tests.app.test_pages import SECRET, fakes, open_page, unlock  # noqa: F401 - fakes is a fixture
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -96,12 +96,7 @@ def test_review_page_shows_the_ageing_chart(monkeypatch: pytest.MonkeyPatch) -> 
     assert not review.exception and len(_ageing_charts(review)) == 1
 
 
-def test_compare_page_shows_the_aggregate_without_tweet_text(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    exports = app_env / "exports"
-    build_classical_export(exports / "tiny-tfidf")
-    write_run_records(exports / "runs")
-    monkeypatch.setenv("EXPORTS_DIR", str(exports))
-    get_settings.cache_clear()
+def test_compare_page_shows_the_aggregate_without_tweet_text(compare_env: Path) -> None:
     _three_verdicts()
     compare = open_page("compare.py")
     assert len(_ageing_charts(compare)) == 1

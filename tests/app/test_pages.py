@@ -21,7 +21,7 @@ from app import runs, services
 from app.auth import LoginGuard
 from app.feedback import FeedbackFilter, FeedbackStore
 from app.settings import get_settings
-from tests.app.conftest import FakePredictor, build_classical_export, write_metadata, write_run_records
+from tests.app.conftest import FakePredictor, write_metadata, write_run_records
 from tests.app.fake_ingestion import FakeIngestion
 
 MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
@@ -188,12 +188,7 @@ def test_no_loadable_model_gives_a_message(app_env: Path, monkeypatch: pytest.Mo
 
 
 # -- comparison page ---------------------------------------------------------------------------------------------
-def test_compare_page_seeds_mlflow_and_draws_the_charts(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    exports = app_env / "exports"
-    build_classical_export(exports / "tiny-tfidf")
-    write_run_records(exports / "runs")
-    monkeypatch.setenv("EXPORTS_DIR", str(exports))
-    get_settings.cache_clear()
+def test_compare_page_seeds_mlflow_and_draws_the_charts(compare_env: Path) -> None:
     at = open_page("compare.py")
     charts = at.get("plotly_chart")
     # metrics, trade-off, ROC, 3 confusion matrices, the transformer's loss
@@ -528,13 +523,7 @@ def test_compare_link_ignores_unknown_values(app_env: Path, monkeypatch: pytest.
     assert at.selectbox(key="tradeoff").value == at.multiselect(key="sets").value[0]
 
 
-def test_compare_link_selects_families_sets_and_the_tradeoff_set(app_env: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    exports = app_env / "exports"
-    build_classical_export(exports / "tiny-tfidf")
-    write_run_records(exports / "runs")
-    monkeypatch.setenv("EXPORTS_DIR", str(exports))
-    get_settings.cache_clear()
+def test_compare_link_selects_families_sets_and_the_tradeoff_set(compare_env: Path) -> None:
     at = open_with_params("compare.py", families="transformer", sets=["test", "validation_random"],
                           tradeoff="validation_random")
     assert at.multiselect(key="families").value == ["transformer"]

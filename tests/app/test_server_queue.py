@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +19,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from streamlit.testing.v1 import AppTest
 
 from api.main import create_app
@@ -29,6 +27,7 @@ from api.registry import ModelRegistry
 from api.settings import Settings
 from app import services
 from app.inference import score_frame
+from tests.api.conftest import ServerThread
 
 MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
 MODEL = "tiny-tfidf"  # the export of tests/app/conftest.py
@@ -62,7 +61,7 @@ class RecordingPredictor(Predictor):
                     if any(t.startswith(prefix) for t in texts)]
 
 
-class Server:
+class Server(ServerThread):
     """The API of ``app.server`` (``create_app`` on the shared registry) in uvicorn, in a thread."""
 
     def __init__(self, exports: Path, **overrides: Any) -> None:
@@ -77,31 +76,16 @@ class Server:
             return self.model
 
         self.registry = ModelRegistry(self.settings, loader=loader)
-        app = create_app(self.settings, self.registry)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    access_log=False, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(create_app(self.settings, self.registry))
 
     def start(self) -> Server:
-        self.thread.start()
-        for _ in range(600):
-            try:
-                if httpx.get(f"{self.base}/readyz").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("the test server did not become ready")
+        super().start(timeout_s=30.0, require_ready=True)
+        return self
 
     def stop(self) -> None:
         assert self.model is not None
         self.model.gate.set()
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().stop()
 
     def metric(self, name: str) -> float:
         text = httpx.get(f"{self.base}/metrics").text
