@@ -25,6 +25,7 @@ from benchmarks.soak import (
     evaluate,
     parse_metrics,
     to_markdown,
+    unexpected_series,
 )
 from benchmarks.soak_feedback import Verdict, judge
 from benchmarks.soak_http import exchange, head
@@ -55,7 +56,7 @@ def passing_report() -> dict[str, Any]:
         "warmup": {"coverage": {name: _category(1) for name in CATEGORIES}},
         "main": {"wrk": wrk, "client": client, "requests": QUICK.target_requests, "cpu_pct": {}},
         "metrics": {"after_warmup": _metrics(10, 10), "end": _metrics(15, 15), "new_series": [],
-                    "new_series_count": 0},
+                    "new_series_count": 0, "unexpected_series": [], "unexpected_series_count": 0},
         "rss_mb": {"after_warmup": 300.0, "end": 310.0}, "alive_at_end": True,
     }
     feedback = {"kills": QUICK.kills, "restarts": QUICK.kills, "resubmitted": 4, "drain_s": 1.0,
@@ -99,7 +100,7 @@ FAILURES = [
     ("no shedding counters", "api.metrics.end.families", ["http_requests"], "shed + timed-out"),
     ("throughput under 0.7× the baseline", "api.main.wrk.ok", 830, "tweets/s under saturation"),
     ("RSS grew by 50 MB", "api.rss_mb.end", 350.0, "RSS growth"),
-    ("a new series", "api.metrics.end.series_count", 101, "/metrics series"),
+    ("a new series", "api.metrics.unexpected_series_count", 1, "/metrics series"),
     ("wrk waited past the deadline + 1 s", "api.main.wrk.latency_max_s", 3.01, "longest wait"),
     ("a client batch waited past it", "api.main.client.valid_batch.max_latency_s", 3.5, "longest wait"),
     ("a wrk request timed out", "api.main.wrk.errors.timeout", 1, "longest wait"),
@@ -189,6 +190,21 @@ def test_parse_metrics_counts_series_and_sums() -> None:
     assert parsed["series_count"] == 5 and parsed["http_503"] == 3.0 and parsed["http_5xx_other"] == 1.0
     assert parsed["shed"] == 3.0 and parsed["timed_out"] == 0.0 and "cancelled" not in parsed
     assert "requests_timed_out" in parsed["families"]
+
+
+def test_a_predict_routes_first_503_is_the_only_new_series_allowed() -> None:
+    first_503 = ['http_requests_total{method="POST",route="/v1/predict",status="503"}',
+                 'http_requests_created{method="POST",route="/v1/predict",status="503"}',
+                 'http_errors_total{route="/predict_batch",status="503"}']
+    unbounded = ['http_requests_total{method="GET",route="/nope/1",status="404"}',
+                 'http_requests_total{method="POST",route="/v1/predict",status="500"}',
+                 'predictions_total{label="neutral",model="minilm"}']
+    assert unexpected_series(first_503 + unbounded) == unbounded
+
+    report = passing_report()
+    report["api"]["metrics"] |= {"new_series": first_503, "new_series_count": 3}
+    check = next(c for c in evaluate(report, QUICK) if "series" in c["check"])
+    assert check["passed"] and "3 for a first 503" in check["detail"]
 
 
 def test_category_stats_flag_bad_5xx() -> None:
