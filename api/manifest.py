@@ -248,6 +248,35 @@ def from_folders(exports_dir: str | Path) -> Manifest:
     return Manifest(choose_default(metadata, None), entries, _now())
 
 
+def _selection(root: Path, current: Manifest, keep: Sequence[str],
+               repick_champion: bool) -> tuple[str, dict[str, ModelEntry]]:
+    """The champion and the models that ``select`` keeps (see there), without writing anything."""
+    unknown = sorted(set(keep) - set(current.models))
+    if unknown:
+        raise ManifestError(f"{root}: no model {unknown}; available: {sorted(current.models)}")
+    models = {name: entry for name, entry in current.models.items() if name in keep}
+    champion = current.champion
+    if champion not in keep:
+        if not repick_champion:
+            raise ManifestError(f"the champion {champion!r} must be kept (--keep {','.join(keep)}); "
+                                "publish another champion first, or pass --repick-champion")
+        best = pick_champion(from_metrics(name, read_metadata(root / entry.path).get("metrics", {}))
+                             for name, entry in models.items())
+        if best is None:
+            raise ManifestError(f"--keep {','.join(keep)} keeps no model")
+        champion = best.name
+        logger.info("the champion %s is not kept: %s is, by the champion rule", current.champion, champion)
+    return champion, models
+
+
+def preview_select(exports_dir: str | Path, keep: Sequence[str], *, repick_champion: bool = False) -> Manifest:
+    """What :func:`select` would publish, written nowhere (``select --dry-run``: e.g. an image's default model)."""
+    root = Path(exports_dir)
+    current = read_manifest(root) or from_folders(root)
+    champion, models = _selection(root, current, keep, repick_champion)
+    return Manifest(champion=champion, models=models, published_at=current.published_at, history=current.history)
+
+
 def select(exports_dir: str | Path, keep: Sequence[str], *, repick_champion: bool = False) -> Manifest:
     """Keep only the models ``keep``: rewrite the manifest, then delete every other export folder.
 
@@ -263,21 +292,7 @@ def select(exports_dir: str | Path, keep: Sequence[str], *, repick_champion: boo
     root = Path(exports_dir)
     with publishing(root):
         current = read_manifest(root) or from_folders(root)
-        unknown = sorted(set(keep) - set(current.models))
-        if unknown:
-            raise ManifestError(f"{root}: no model {unknown}; available: {sorted(current.models)}")
-        models = {name: entry for name, entry in current.models.items() if name in keep}
-        champion = current.champion
-        if champion not in keep:
-            if not repick_champion:
-                raise ManifestError(f"the champion {champion!r} must be kept (--keep {','.join(keep)}); "
-                                    "publish another champion first, or pass --repick-champion")
-            best = pick_champion(from_metrics(name, read_metadata(root / entry.path).get("metrics", {}))
-                                 for name, entry in models.items())
-            if best is None:
-                raise ManifestError(f"--keep {','.join(keep)} keeps no model")
-            champion = best.name
-            logger.info("the champion %s is not kept: %s is, by the champion rule", current.champion, champion)
+        champion, models = _selection(root, current, keep, repick_champion)
         selected = _append(root, current, champion, models, "select")
     kept = {(root / e.path).resolve() for e in models.values()}
     for folder in sorted(p.parent for p in root.glob(f"**/{METADATA_FILE}")):
@@ -350,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chooser.add_argument("--keep", required=True, help="comma-separated model names; the champion must be one")
     chooser.add_argument("--repick-champion", action="store_true",
                          help="if the champion is not kept, crown the best kept model by the champion rule")
+    chooser.add_argument("--dry-run", action="store_true", help="print what would be kept; change nothing")
     adopter = commands.add_parser("adopt", help="copy a bundle (e.g. from `mlflow artifacts download`) into "
                                   "<name>@<version>, check its sha256, publish it")
     adopter.add_argument("--exports-dir", type=Path, required=True)
@@ -362,8 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "adopt":
             manifest = adopt(args.exports_dir, args.bundle, args.version, champion=args.champion, reason=args.reason)
         else:
-            manifest = select(args.exports_dir, [name.strip() for name in args.keep.replace(" ", ",").split(",")
-                                                 if name.strip()], repick_champion=args.repick_champion)
+            keep = [name.strip() for name in args.keep.replace(" ", ",").split(",") if name.strip()]
+            manifest = (preview_select if args.dry_run else select)(args.exports_dir, keep,
+                                                                     repick_champion=args.repick_champion)
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)  # noqa: T201
         return 2

@@ -215,6 +215,13 @@ def test_select_can_crown_the_best_kept_model_when_the_champion_is_left_out(tmp_
 
     assert main(["select", "--exports-dir", str(tmp_path), "--keep", "minilm tfidf-lr"]) == 2
     assert (tmp_path / "mpnet").is_dir()  # refused: nothing deleted
+    before = (tmp_path / "manifest.json").read_bytes()
+    # --dry-run (docker/test.sh labels the image with it): the same answer, nothing written or deleted.
+    assert main(["select", "--exports-dir", str(tmp_path), "--keep", "minilm tfidf-lr", "--repick-champion",
+                 "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"champion": "minilm",
+                                                                      "models": {"minilm": "4", "tfidf-lr": "3"}}
+    assert (tmp_path / "manifest.json").read_bytes() == before and (tmp_path / "mpnet").is_dir()
     assert main(["select", "--exports-dir", str(tmp_path), "--keep", "minilm tfidf-lr", "--repick-champion"]) == 0
     manifest = read_manifest(tmp_path)
     assert manifest.champion == "minilm" and set(manifest.models) == {"minilm", "tfidf-lr"}
