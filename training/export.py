@@ -2,7 +2,6 @@
 
     python -m training.export                     # every model alias, only where the model improved
     python -m training.export --models minilm --force
-    python -m training.export --run-id <id> --name tfidf-lr   # from a run instead of the registry
 
 A model's files are replaced only when its ``validation_random`` accuracy beats the committed export's
 (``--force`` overrides); the metadata of every export is refreshed (registry version, aliases, metrics), and
@@ -23,13 +22,14 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from api.champion import Candidate, from_metrics, pick_champion
 from api.exports import METADATA_FILE, read_metadata
 from api.manifest import ModelEntry, from_folders, read_manifest
 from api.registry import choose_default
 from training import config
 from training.bundle import write_metadata
 from training.publish import publish_state
-from training.register import CHAMPION_METRIC, aliased_versions
+from training.register import CHAMPION_METRIC, LATENCY_METRIC, aliased_versions
 from training.tracking import setup
 
 logger = logging.getLogger(__name__)
@@ -157,9 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: nothing registered in {config.tracking_uri()} ({error}); run `make train` first") from error
     champion = client.get_registered_model(config.REGISTERED_MODEL).aliases.get(config.CHAMPION_ALIAS)
     names = [m.strip() for m in args.models.split(",")] if args.models else sorted(versions)
+    unknown = [name for name in names if name not in versions]
+    if unknown:
+        raise SystemExit(f"error: no registered version has the alias {unknown[0]!r}; known: {sorted(versions)}")
+    if not served_champion_stands(client, root, versions, champion):
+        champion = None
     for name in names:
-        if name not in versions:
-            raise SystemExit(f"error: no registered version has the alias {name!r}; known: {sorted(versions)}")
         version = versions[name]
         aliases = [name] + ([config.CHAMPION_ALIAS] if str(version.version) == str(champion) else [])
         export_version(client, name, version, root, aliases=aliases, force=args.force)
@@ -167,6 +170,32 @@ def main(argv: list[str] | None = None) -> None:
         drop_stale_champion_aliases(root, {name for name in names if str(versions[name].version) == str(champion)})
     write_run_records(client, root)
     publish_exports(root, names)
+
+
+def served_champion_stands(client: MlflowClient, root: Path, versions: dict[str, Any], champion: Any) -> bool:
+    """False when the champion of ``root`` is a model this registry does not know and beats the registry's champion.
+
+    A registry that never saw the served champion (a fresh store beside committed exports: e.g. only a distilled
+    student was trained here) cannot have weighed it, so the champion rule over both decides. A served champion the
+    registry knows was weighed there (or demoted by a gated retraining): the registry's alias stands.
+    """
+    if champion is None or not any(root.glob(f"*/{METADATA_FILE}")):
+        return True
+    served = read_manifest(root) or from_folders(root)
+    if served.champion in versions:
+        return True
+    registry_name = next((name for name, version in versions.items() if str(version.version) == str(champion)), None)
+    if registry_name is None:
+        return True
+    metrics = client.get_run(versions[registry_name].run_id).data.metrics
+    theirs = Candidate(registry_name, metrics.get(CHAMPION_METRIC), metrics.get(LATENCY_METRIC))
+    ours = from_metrics(served.champion, read_metadata(served.folder(root, served.champion)).get("metrics", {}))
+    if pick_champion([theirs, ours]) == theirs:
+        return True
+    logger.warning("the registry's champion %s (%s %s) does not beat %s (%s), the champion of %s that this registry "
+                   "does not know: %s stays the champion of %s", registry_name, CHAMPION_METRIC,
+                   theirs.accuracy, served.champion, ours.accuracy, root, served.champion, root)
+    return False
 
 
 def drop_stale_champion_aliases(root: Path, champions: set[str]) -> None:

@@ -296,8 +296,9 @@ def test_quick_soak_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "soak.md").read_text().startswith("Soak (quick)")
     assert done.returncode == (0 if report["passed"] else 1), done.stderr[-2000:]
     checks = {c["check"]: c for c in report["checks"]}
-    # Throughput and the longest wait depend on what else the machine runs; everything else must hold.
-    load_dependent = ("tweets/s under saturation", "longest wait", "budget")
+    # Throughput, the longest wait and how much of its time-bounded plan the client sent (every category, below)
+    # depend on what else the machine runs; everything else must hold.
+    load_dependent = ("tweets/s under saturation", "longest wait", "budget", "mixed requests sent")
     failed = [c for name, c in checks.items() if not c["passed"] and not any(k in name for k in load_dependent)]
     assert failed == [], failed
     assert all(report["api"]["main"]["client"][name]["sent"] > 0 for name in CATEGORIES)

@@ -83,6 +83,42 @@ def test_export_keeps_files_unless_the_model_improves(trained: dict) -> None:
     assert (trained["exports"] / "tfidf-lr" / "model.onnx").stat().st_mtime_ns == before
 
 
+def test_export_keeps_a_better_served_champion_the_registry_does_not_know(trained: dict, tmp_path: Path) -> None:
+    """A fresh store beside committed exports (e.g. only a distilled student trained here) must not crown its
+    model over a better served champion that it never saw."""
+    import shutil
+
+    from api.manifest import ModelEntry, publish, read_manifest
+    from training.bundle import write_metadata
+
+    root = tmp_path / "exports"
+    shutil.copytree(trained["exports"], root)
+    shutil.copytree(root / "tfidf-lr", root / "elder")
+    meta = read_metadata(root / "elder") | {"name": "elder", "version": "9", "aliases": ["elder", "champion"],
+                                            "metrics": {"validation_random": {"accuracy": 1.0, "latency_p50_ms": 0.0}}}
+    meta.pop("files", None)
+    write_metadata(root / "elder", meta)
+    for name in ("tfidf-lr", "minilm"):  # as committed beside the elder champion
+        meta = read_metadata(root / name)
+        meta["aliases"] = [name]
+        meta.pop("files", None)
+        write_metadata(root / name, meta)
+    publish(root, "elder", {name: ModelEntry(name, str(read_metadata(root / name)["version"]))
+                            for name in ("elder", "tfidf-lr", "minilm")}, "export")
+
+    export.main(["--exports-dir", str(root)])
+    assert read_manifest(root).champion == "elder"
+    assert [n for n in ("elder", "tfidf-lr", "minilm") if "champion" in read_metadata(root / n)["aliases"]] == ["elder"]
+
+    # (tfidf-lr, the registry's champion, scores 1.0 on this synthetic set too: the elder wins on latency.)
+    # Once the elder scores below the registry's champion, the registry's choice is exported.
+    meta = read_metadata(root / "elder") | {"metrics": {"validation_random": {"accuracy": 0.1}}}
+    meta.pop("files", None)
+    write_metadata(root / "elder", meta)
+    export.main(["--exports-dir", str(root)])
+    assert read_manifest(root).champion != "elder" and "champion" not in read_metadata(root / "elder")["aliases"]
+
+
 def test_evaluate_prints_the_json_contract(trained: dict) -> None:
     out = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", str(trained["exports"] / "tfidf-lr"),
                           "--data", str(trained["held_out"])], capture_output=True, text=True, check=True,
