@@ -69,12 +69,14 @@ def teacher_stamp(teacher: Predictor, texts: list[str]) -> str:
     return f"{teacher.name}@{teacher.version}:{digest.hexdigest()[:16]}"
 
 
-def teacher_targets(teacher: Predictor, texts: list[str], cache: Path, deadline: float = 0.0) -> np.ndarray | None:
+def teacher_targets(teacher: Predictor, texts: list[str], cache: Path, deadline: float = 0.0,
+                    stamp: str | None = None) -> np.ndarray | None:
     """The teacher's P(positive) for ``texts``, resumed from and saved to ``cache`` (``.npy`` + ``.json``).
 
     Returns None when ``deadline`` (a ``time.monotonic()`` value; 0 = none) passes first, with the scored part saved.
+    ``stamp``: :func:`teacher_stamp` of the same teacher and texts, when the caller has it already.
     """
-    stamp = teacher_stamp(teacher, texts)
+    stamp = stamp or teacher_stamp(teacher, texts)
     meta_path, array_path = cache.with_suffix(".json"), cache.with_suffix(".npy")
     done, scores = 0, np.full(len(texts), np.nan, dtype=np.float32)
     if meta_path.exists() and array_path.exists():
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("teacher %s@%s scores %d train-split tweets (never validation or test)", teacher.name,
                 teacher.version, len(train_set))
     stamp = teacher_stamp(teacher, train_set.texts)
-    targets = teacher_targets(teacher, train_set.texts, run_dir / "teacher_targets", deadline)
+    targets = teacher_targets(teacher, train_set.texts, run_dir / "teacher_targets", deadline, stamp)
     if targets is None:
         logger.warning("time budget spent while scoring with the teacher; the scored part is saved: run again")
         raise SystemExit(tt.PAUSED_EXIT)
