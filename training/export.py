@@ -22,14 +22,14 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from api.champion import Candidate, from_metrics, pick_champion
+from api.champion import from_metrics, pick_champion
 from api.exports import METADATA_FILE, read_metadata
 from api.manifest import ModelEntry, from_folders, read_manifest
 from api.registry import choose_default
 from training import config
 from training.bundle import write_metadata
 from training.publish import publish_state
-from training.register import CHAMPION_METRIC, LATENCY_METRIC, aliased_versions
+from training.register import CHAMPION_METRIC, aliased_versions, run_candidate
 from training.tracking import setup
 
 logger = logging.getLogger(__name__)
@@ -187,8 +187,7 @@ def served_champion_stands(client: MlflowClient, root: Path, versions: dict[str,
     registry_name = next((name for name, version in versions.items() if str(version.version) == str(champion)), None)
     if registry_name is None:
         return True
-    metrics = client.get_run(versions[registry_name].run_id).data.metrics
-    theirs = Candidate(registry_name, metrics.get(CHAMPION_METRIC), metrics.get(LATENCY_METRIC))
+    theirs = run_candidate(client, registry_name, versions[registry_name].run_id)
     ours = from_metrics(served.champion, read_metadata(served.folder(root, served.champion)).get("metrics", {}))
     if pick_champion([theirs, ours]) == theirs:
         return True

@@ -29,6 +29,12 @@ def aliased_versions(client: MlflowClient) -> dict[str, object]:
             for alias, version in model.aliases.items() if alias != config.CHAMPION_ALIAS}
 
 
+def run_candidate(client: MlflowClient, name: str, run_id: str) -> Candidate:
+    """The champion rule's view of a run: its validation_random accuracy and p50 latency."""
+    metrics = client.get_run(run_id).data.metrics
+    return Candidate(name, metrics.get(CHAMPION_METRIC), metrics.get(LATENCY_METRIC))
+
+
 def promote_champion() -> str | None:
     """Point ``champion`` at the best model among the versions that carry a model-name alias."""
     setup()
@@ -38,12 +44,8 @@ def promote_champion() -> str | None:
     except Exception as error:  # noqa: BLE001 - an empty registry has no registered model yet
         logger.warning("no registered model to promote (%s)", error)
         return None
-    scored = []
-    for alias, version in candidates.items():
-        metrics = client.get_run(version.run_id).data.metrics
-        if metrics.get(CHAMPION_METRIC) is not None:
-            scored.append(Candidate(alias, metrics[CHAMPION_METRIC], metrics.get(LATENCY_METRIC)))
-    best = pick_champion(scored)
+    scored = (run_candidate(client, alias, version.run_id) for alias, version in candidates.items())
+    best = pick_champion(candidate for candidate in scored if candidate.accuracy is not None)
     if best is None:
         return None
     version = candidates[best.name].version
