@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 API_PORT ?= 8000
 
-.PHONY: help venv install-api install-app install-train install-dev install run serve test lint lock \
+.PHONY: help venv install-api install-app install-train install-dev install run serve test lint docs lock \
         train train-quick train-transformer evaluate export retrain rollback mlflow-ui mlflow-server bench docker-test clean
 
 help:
@@ -78,10 +78,15 @@ serve: install-api ## start the lean FastAPI service alone
 test: install-dev ## install everything and run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install-dev
+lint: install-dev ## ruff, and the layering contracts of pyproject.toml (import-linter)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
-train: install-train ## train every model family on the shared data, log to MLflow, register (FULL=1 for the whole 100k MiniLM run)
+docs: install-dev ## build the manual in docs/ into site/ (mkdocs-material, offline, --strict)
+	$(PY) docs/settings_table.py --check
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+train: install-train ## train every model family on the shared data, log to MLflow, register (TRAIN_ARGS=... for options)
 	$(PY) -m training.pipeline $(TRAIN_ARGS)
 
 train-quick: install-train ## the same pipeline on small samples (minutes)
@@ -134,7 +139,7 @@ soak: install-dev install-wrk ## reliability suite (≤ 5 min): bad traffic unde
 	timeout -k 10 300 $(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 docker-test: ## build and run both images for real (skips where Docker cannot run)
-	bash docker/test.sh
+	bash deploy/docker/test.sh
 
 # Re-lock every group against one resolution of all extras, so shared packages get one version everywhere.
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \

@@ -1,4 +1,4 @@
-"""Inference core: preprocessing, model loading and the FastAPI service.
+"""The HTTP service: routes, dependencies, schemas, security, middleware and the app factory.
 
-Only ONNX Runtime, tokenizers and numpy are needed here; nothing imports training or app code.
+It serves the engine (``sentiment``) and imports nothing from ``app``, ``training`` or ``batch``.
 """

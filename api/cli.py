@@ -8,7 +8,9 @@ Examples::
     python -m api.cli score raw.csv scored.csv --no-header --text-column 5 --encoding latin-1 --model tfidf-lr
 
 ``score`` streams the input (any size) in batches, shows a progress bar on stderr and writes every input
-column plus ``predicted_label``, ``p_negative`` and ``p_positive``; rows without text get empty predictions.
+column plus ``label``, ``confidence``, ``p_positive``, ``model``, ``version`` and ``reason``: the layout of
+Spark's output. Rows the API would refuse (no text, nothing visible, over ``MAX_TEXT_CHARS``) get no label and
+a ``reason``.
 The output appears under its name only once complete. Models come from ``EXPORTS_DIR`` like the service;
 the default model is the service's default.
 """
@@ -20,6 +22,7 @@ import csv
 import itertools
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,42 +30,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from api.exports import ExportError, read_metadata
-from api.logs import configure_logging
-from api.predictor import Predictor, load_predictor
-from api.registry import choose_default
-from api.reload import plan_exports
 from api.settings import Settings
+from sentiment.exports import ExportError, read_metadata
+from sentiment.logs import configure_logging
+from sentiment.predictor import Predictor
+from sentiment.registry import open_model
+from sentiment.reload import plan_exports
+from sentiment.scoring import OUTPUT_COLUMNS, score, to_labels
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("predicted_label", "p_negative", "p_positive")
-
-
-def open_model(exports_dir: Path, name: str | None, default_model: str | None = None) -> Predictor:
-    """Load one export: ``name``, or the default the service would pick, without loading the others.
-
-    Raises:
-        ExportError: no such model, or its export is invalid.
-    """
-    metadata = {}
-    folders = {}
-    plan = plan_exports(exports_dir)  # the manifest's folders when there is one, like the service
-    for folder in (export.folder for export in plan.exports):
-        try:
-            meta = read_metadata(folder)
-        except ExportError as error:
-            logger.warning("skipping %s: %s", folder, error)
-            continue
-        metadata[meta["name"]] = meta
-        folders[meta["name"]] = folder
-    if name is None and default_model is None and plan.champion in folders:
-        chosen = plan.champion
-    else:
-        chosen = name or choose_default(metadata, default_model)
-    if chosen not in folders:
-        raise ExportError(f"no model {chosen!r} in {exports_dir}; available: {sorted(folders)}")
-    return load_predictor(folders[chosen])
+__all__ = ["main", "open_model", "score_csv"]
 
 
 def _count_lines(path: Path) -> int:
@@ -90,8 +68,15 @@ def _batches(rows: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
         yield batch
 
 
+def _cell(value: object) -> str:
+    """A CSV cell: empty for a missing value, six decimals for a probability."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
 def _score_rows(predictor: Predictor, reader: Iterator[list[str]], writer: Any, *, text_column: str, header: bool,
-                batch_size: int, on_batch: Callable[[int], object]) -> dict[str, int]:
+                batch_size: int, max_chars: int, on_batch: Callable[[int], object]) -> dict[str, int]:
     counts = {"rows": 0, "scored": 0, "empty": 0}
     names = next(reader, None) if header else None
     index = _column_index(names, text_column)
@@ -102,23 +87,22 @@ def _score_rows(predictor: Predictor, reader: Iterator[list[str]], writer: Any, 
         names = [f"column_{i}" for i in range(len(first) if first else index + 1)]
     writer.writerow([*names, *OUTPUT_COLUMNS])
     for batch in _batches(itertools.chain(first_rows, reader), batch_size):
-        texts = [row[index] if index < len(row) else "" for row in batch]
-        keep = [i for i, text in enumerate(texts) if text.strip()]
-        proba = predictor.predict_proba([texts[i] for i in keep])
-        results = {i: [predictor.labels[int(p.argmax())], f"{p[0]:.6f}", f"{p[1]:.6f}"]
-                   for i, p in zip(keep, proba, strict=True)}
+        texts = [row[index] if index < len(row) else None for row in batch]
+        scores = score(texts, predictor.predict_proba, max_chars=max_chars, chunk_rows=batch_size)
+        columns = scores.columns(predictor.name, predictor.version)
         for i, row in enumerate(batch):
-            writer.writerow([*row, *results.get(i, ["", "", ""])])
+            writer.writerow([*row, *(_cell(columns[name][i]) for name in OUTPUT_COLUMNS)])
         counts["rows"] += len(batch)
-        counts["scored"] += len(keep)
-        counts["empty"] += len(batch) - len(keep)
+        counts["scored"] += sum(reason is None for reason in scores.reason)
+        counts["empty"] += sum(reason is not None for reason in scores.reason)
         on_batch(len(batch))
     return counts
 
 
 def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: str = "text", header: bool = True,
-              encoding: str = "utf-8", batch_size: int = 256, progress: bool = True) -> dict[str, int]:
-    """Score every row of ``source`` and write ``target`` (input columns + label + probabilities).
+              encoding: str = "utf-8", batch_size: int = 256, max_chars: int = 1000,
+              progress: bool = True) -> dict[str, int]:
+    """Score every row of ``source`` and write ``target``: the input columns, then :data:`OUTPUT_COLUMNS`.
 
     Args:
         predictor: the model.
@@ -128,10 +112,11 @@ def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: 
         header: whether the first row is a header.
         encoding: of the input (undecodable bytes become U+FFFD instead of stopping the run).
         batch_size: rows per model call.
+        max_chars: longest text scored (``MAX_TEXT_CHARS``); longer rows get the reason ``too_long``.
         progress: show a progress bar on stderr.
 
     Returns:
-        Counts of ``rows``, ``scored`` and ``empty`` rows.
+        Counts of ``rows``, ``scored`` and ``empty`` rows (``empty``: not scored, the ``reason`` column says why).
     """
     partial = target.with_name(target.name + ".partial")
     total = max(_count_lines(source) - int(header), 0)
@@ -140,7 +125,8 @@ def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: 
                 partial.open("w", encoding="utf-8", newline="") as dst, \
                 tqdm(total=total, unit="tweet", disable=not progress, desc=f"scoring with {predictor.name}") as bar:
             counts = _score_rows(predictor, csv.reader(src), csv.writer(dst), text_column=text_column,
-                                 header=header, batch_size=batch_size, on_batch=bar.update)
+                                 header=header, batch_size=batch_size, max_chars=max_chars,
+                                 on_batch=bar.update)
     except BaseException:
         partial.unlink(missing_ok=True)  # no half-written output left behind
         raise
@@ -183,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         predictor = open_model(exports_dir, args.model, settings.default_model)
         if args.command == "predict":
-            for text, p in zip(args.texts, predictor.predict_proba(args.texts), strict=True):
-                line = {"text": text, "label": predictor.labels[int(p.argmax())],
+            proba = predictor.predict_proba(args.texts)
+            for text, p, label in zip(args.texts, proba, to_labels(proba)[0], strict=True):
+                line = {"text": text, "label": label,
                         "probabilities": {"negative": round(float(p[0]), 6), "positive": round(float(p[1]), 6)},
                         "model": predictor.name, "version": predictor.version}
                 sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -193,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--batch-size must be at least 1")
         counts = score_csv(predictor, args.input, args.output, text_column=args.text_column,
                            header=not args.no_header, encoding=args.encoding, batch_size=args.batch_size,
-                           progress=not args.no_progress)
+                           max_chars=settings.max_text_chars, progress=not args.no_progress)
         logger.info("wrote %s: %d rows, %d scored, %d without text", args.output, counts["rows"], counts["scored"],
                     counts["empty"])
         return 0

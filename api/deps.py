@@ -11,11 +11,12 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from starlette.types import Receive
 
-from api.batching import AbandonedError, DeadlineError, QueueFullError
-from api.classify import classify
-from api.metrics import Metrics
-from api.registry import ModelRegistry, NotReadyError, ServedModel, UnknownModelError
 from api.settings import Settings
+from sentiment.batching import AbandonedError, DeadlineError, QueueFullError
+from sentiment.classify import classify
+from sentiment.metrics import Metrics
+from sentiment.registry import ModelRegistry, NotReadyError, ServedModel, UnknownModelError
+from sentiment.scoring import TOO_LONG, check_text
 
 # nginx's code for "client closed request": only logs and metrics ever see it, the client is gone.
 CLIENT_CLOSED_REQUEST = 499
@@ -80,7 +81,7 @@ def check_text_lengths(texts: Sequence[str], limit: int, field: str) -> None:
         {"type": "string_too_long", "loc": ("body", field) if field == "text" else ("body", field, index),
          "msg": f"String should have at most {limit} characters", "input": f"<{len(text)} characters>",
          "ctx": {"max_length": limit}}
-        for index, text in enumerate(texts) if len(text) > limit
+        for index, text in enumerate(texts) if check_text(text, limit) == TOO_LONG
     ]
     if errors:
         raise RequestValidationError(errors)
@@ -110,7 +111,7 @@ async def _client_gone(receive: Receive) -> None:
 
 async def classify_request(request: Request, model: ServedModel, texts: Sequence[str], settings: Settings,
                            metrics: Metrics) -> np.ndarray:
-    """:func:`api.classify.classify` for an HTTP request: dropped if the client leaves, 503 when overloaded.
+    """:func:`sentiment.classify.classify` for an HTTP request: dropped if the client leaves, 503 when overloaded.
 
     Raises:
         HTTPException: 503 with ``Retry-After`` when the queue is full or ``REQUEST_TIMEOUT_S`` passed; 499

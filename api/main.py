@@ -36,15 +36,15 @@ from fastapi.exceptions import RequestValidationError
 
 from api.deps import require_json
 from api.errors import validation_error_handler
-from api.logs import configure_logging
-from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.registry import ModelRegistry
-from api.reload import start_watcher
 from api.routes import admin, compat, health, models, predict
 from api.schemas import TEXT_FIELD_MARK, ErrorResponse
 from api.security import ApiKeyGate, KeyChecker, api_key_dependency
 from api.settings import Settings
+from sentiment.logs import configure_logging
+from sentiment.metrics import Metrics
+from sentiment.registry import ModelRegistry
+from sentiment.reload import start_watcher
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.logs import REQUEST_ID_HEADER, new_request_id, request_id_var
-from api.metrics import Metrics
+from sentiment.logs import REQUEST_ID_HEADER, new_request_id, request_id_var
+from sentiment.metrics import Metrics
 
 access_logger = logging.getLogger("api.access")
 logger = logging.getLogger(__name__)

@@ -7,21 +7,18 @@ character at least, lone surrogates. The configurable length bound (``MAX_TEXT_C
 
 from __future__ import annotations
 
-import html
 import re
-import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from api.settings import MAX_BATCH_TEXTS
+from sentiment.scoring import EMPTY, check_text
+from sentiment.settings import MAX_BATCH_TEXTS
 
 # Marks the string fields whose maxLength create_app fills in from MAX_TEXT_CHARS.
 TEXT_FIELD_MARK = "x-tweet-text"
 # After JSON decoding, a surrogate code point can only be a lone one ("\ud83d" without its pair).
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Unassigned code points (Cn) stay visible: an emoji newer than this Python's Unicode tables is one.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Zs", "Zl", "Zp"})
 
 
 def _replace_surrogates(value: object) -> object:
@@ -33,21 +30,9 @@ def _replace_surrogates(value: object) -> object:
     return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
 
 
-def has_visible_character(text: str) -> bool:
-    """False when ``text`` is empty after normalisation or holds only invisible characters.
-
-    Invisible means Unicode control, format, private-use or separator characters (Cc, Cf, Co, Z*): NUL, a
-    soft hyphen, a tag character or a line separator alone carry nothing to classify. HTML entities are
-    decoded first, as the normalisation does, so ``&nbsp;`` alone is empty too. Cheaper than normalising:
-    the predictor normalises each text anyway, and this runs once per text on the request path.
-    """
-    if "&" in text:
-        text = html.unescape(html.unescape(text))
-    return any(unicodedata.category(char) not in _INVISIBLE_CATEGORIES for char in text)
-
-
 def _require_visible(value: str) -> str:
-    if not has_visible_character(value):
+    # The engine's one text check; the length bound depends on settings and is checked in api.deps.
+    if check_text(value, max_chars=len(value)) == EMPTY:
         raise ValueError("text must contain at least one visible character (not only spaces, control or "
                          "formatting characters)")
     return value

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from api.exports import ExportError
-from api.manifest import read_manifest
 from app.alerts import AlertRule
+from sentiment.exports import ExportError
+from sentiment.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
 

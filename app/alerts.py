@@ -1,8 +1,8 @@
 """The "more than 3 misclassified tweets within 5 minutes" rule, evaluated live from the feedback store.
 
 The same rule runs in Azure as a scheduled-query alert over the ``TweetFeedback`` customEvents: the KQL
-query is ``infra/alerts/misclassified.kql`` and the rule is ``infra/alerts/misclassified-alert.json``
-(see ``infra/alerts/README.md``). A misclassified tweet is a prediction whose latest verdict is thumbs down.
+query is ``deploy/alerts/misclassified.kql`` and the rule is ``deploy/alerts/misclassified-alert.json``
+(see ``deploy/alerts/README.md``). A misclassified tweet is a prediction whose latest verdict is thumbs down.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from app.feedback import FeedbackStore
+from sentiment.feedback import FeedbackStore
 
-ALERT_DIR = Path(__file__).resolve().parent.parent / "infra" / "alerts"
+ALERT_DIR = Path(__file__).resolve().parent.parent / "deploy" / "alerts"
 KQL_FILE = ALERT_DIR / "misclassified.kql"
 TEMPLATE_FILE = ALERT_DIR / "misclassified-alert.json"
 

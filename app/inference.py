@@ -2,7 +2,7 @@
 
 Anything with ``name``, ``version``, ``labels`` and ``predict_proba(texts) -> (n, 2)`` is a :class:`Model`. The
 pages pass :class:`QueuedModel`: a model of the API's registry reached through its queue
-(:func:`api.classify.classify_from_thread`), so the UI's tweets share batches, limits, deadline and metrics with
+(:func:`sentiment.classify.classify_from_thread`), so the UI's tweets share batches, limits, deadline and metrics with
 the API's requests; the tests' fakes are plain predictors.
 """
 
@@ -21,10 +21,12 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import pandas as pd
 
-from api.batching import DeadlineError, QueueFullError
-from api.classify import classify_from_thread
-from api.registry import ModelRegistry, ServedModel
+from sentiment.batching import DeadlineError, QueueFullError
+from sentiment.classify import classify_from_thread
+from sentiment.registry import ModelRegistry, ServedModel
+from sentiment.scoring import TOO_LONG, check_text, describe_problem, score, to_labels
 
+# A tweet's own limit: shown as guidance only. What is accepted is MAX_TEXT_CHARS, as in the API.
 MAX_TWEET_CHARS = 280
 # Written for this product (not taken from any data set): a spread of clear and tricky cases.
 EXAMPLE_TWEETS = (
@@ -44,7 +46,7 @@ BUSY_RETRIES = 3
 
 
 class Model(Protocol):
-    """The part of ``api.predictor.Predictor`` the pages use."""
+    """The part of ``sentiment.predictor.Predictor`` the pages use."""
 
     @property
     def name(self) -> str: ...
@@ -62,9 +64,9 @@ class Model(Protocol):
 class QueuedModel:
     """A served model reached through the server's queue, deadline and metrics, from a page's thread.
 
-    ``predict_proba`` raises ``api.batching.QueueFullError`` or ``DeadlineError`` when the queue is busy; without
+    ``predict_proba`` raises ``sentiment.batching.QueueFullError`` or ``DeadlineError`` when the queue is busy; without
     a running server loop (page tests) the predictor is called directly (see
-    :func:`api.classify.classify_from_thread`).
+    :func:`sentiment.classify.classify_from_thread`).
     """
 
     registry: ModelRegistry
@@ -108,20 +110,26 @@ class Prediction:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-def validate_tweet(text: str | None) -> str | None:
-    """The message to show for unusable input, or None when the tweet can be scored."""
-    if text is None or not text.strip():
-        return "Type a tweet first: the text is empty."
-    if len(text) > MAX_TWEET_CHARS:
-        return f"The tweet is {len(text)} characters long; the limit is {MAX_TWEET_CHARS}. Shorten it and try again."
-    return None
+def validate_tweet(text: str | None, max_chars: int) -> str | None:
+    """The message to show for unusable input, or None when the tweet can be scored.
+
+    The engine's one text check (:func:`sentiment.scoring.check_text`), with the API's ``MAX_TEXT_CHARS``.
+    """
+    reason = check_text(text, max_chars)
+    if reason is None:
+        return None
+    if reason == TOO_LONG:
+        return describe_problem(reason, max_chars, len(text or ""))
+    return "Type a tweet first: the text is empty or has nothing visible to classify."
 
 
-def char_count(text: str | None) -> str:
-    """``"42 / 280 characters"``, with how many to remove when the text is too long."""
+def char_count(text: str | None, max_chars: int) -> str:
+    """``"42 / 280 characters"``: a tweet's length as guidance; red only past what is accepted (``max_chars``)."""
     length = len(text or "")
+    if length > max_chars:
+        return f":red[{length:,} characters: {length - max_chars:,} over the limit of {max_chars:,}]"
     if length > MAX_TWEET_CHARS:
-        return f":red[{length} / {MAX_TWEET_CHARS} characters: {length - MAX_TWEET_CHARS} too many]"
+        return f":orange[{length:,} / {MAX_TWEET_CHARS} characters: longer than a tweet (up to {max_chars:,} accepted)]"
     return f"{length} / {MAX_TWEET_CHARS} characters"
 
 
@@ -137,9 +145,9 @@ def predict(model: Model, text: str) -> Prediction:
     except (QueueFullError, DeadlineError) as error:
         raise BusyError(error.retry_after) from error
     latency_ms = (time.perf_counter() - start) * 1000
-    best = int(proba.argmax())
+    (label,), (confidence,) = to_labels(proba[None, :])
     return Prediction(text=text, model_name=model.name, model_version=str(model.version),
-                      label=model.labels[best], confidence=float(proba[best]),
+                      label=label, confidence=float(confidence),
                       probabilities={label: float(p) for label, p in zip(model.labels, proba, strict=True)},
                       latency_ms=latency_ms)
 
@@ -252,15 +260,18 @@ def _at_most(rows: Iterator[list[str]], max_rows: int) -> list[list[str]]:
 Progress = Callable[[float, str], None]
 
 
-def score_frame(model: Model, frame: pd.DataFrame, batch_size: int = 32, progress: Progress | None = None, *,
-                retries: int = BUSY_RETRIES, sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
-    """``frame`` with ``label``, ``confidence``, ``p_negative``, ``p_positive`` and ``note`` added.
+def score_frame(model: Model, frame: pd.DataFrame, max_chars: int, batch_size: int = 32,
+                progress: Progress | None = None, *, retries: int = BUSY_RETRIES,
+                sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """``frame`` with the engine's :data:`~sentiment.scoring.OUTPUT_COLUMNS` added (the layout of every scored file).
 
-    Empty rows are not scored (``note`` says why); over-long rows are scored and flagged. The texts go in chunks
-    of ``batch_size``, one after another, so other clients of the model's queue are served between them. A
-    chunk refused by a busy queue waits its ``retry_after`` and is sent again, up to ``retries`` times.
+    The engine's one scoring function (:func:`sentiment.scoring.score`) checks and labels the texts: rows it
+    cannot score get no label and a ``reason``. The texts go in chunks of ``batch_size``, one after another, so
+    other clients of the model's queue are served between them. A chunk refused by a busy queue waits its
+    ``retry_after`` and is sent again, up to ``retries`` times.
 
     Args:
+        max_chars: longest text scored (``MAX_TEXT_CHARS``).
         progress: called with the share done and a line to show (``"Scoring… 40%"``, or why it waits).
         retries: tries of a refused chunk after the first.
         sleep: how to wait (tests pass a recorder).
@@ -268,17 +279,13 @@ def score_frame(model: Model, frame: pd.DataFrame, batch_size: int = 32, progres
     Raises:
         BusyError: a chunk was still refused after ``retries`` waits; nothing is returned.
     """
-    texts = frame["text"].fillna("").astype(str).tolist()
-    usable = [i for i, t in enumerate(texts) if t.strip()]
-    proba = np.full((len(texts), 2), np.nan)
     report = progress or (lambda share, text: None)
-    for start in range(0, len(usable), batch_size):
-        index = usable[start : start + batch_size]
-        done = start / len(usable)
+    done = 0.0
+
+    def patient(texts: list[str]) -> np.ndarray:
         for attempt in range(retries + 1):
             try:
-                proba[index] = np.asarray(model.predict_proba([texts[i] for i in index]), dtype=float)
-                break
+                return np.asarray(model.predict_proba(texts), dtype=float)
             except (QueueFullError, DeadlineError) as error:
                 if attempt == retries:
                     raise BusyError(error.retry_after, (
@@ -287,17 +294,17 @@ def score_frame(model: Model, frame: pd.DataFrame, batch_size: int = 32, progres
                 report(done, f"Scoring… {done:.0%} · the models are busy: retrying in {error.retry_after} s "
                              f"(retry {attempt + 1} of {retries})")
                 sleep(error.retry_after)
-        share = min(1.0, (start + len(index)) / len(usable))
-        report(share, f"Scoring… {share:.0%}")
+        raise AssertionError("unreachable")
+
+    def advanced(scored: int, total: int) -> None:
+        nonlocal done
+        done = min(1.0, scored / total)
+        report(done, f"Scoring… {done:.0%}")
+
+    texts = [text if isinstance(text, str) else None for text in frame["text"].tolist()]
+    scores = score(texts, patient, max_chars=max_chars, chunk_rows=batch_size, on_chunk=advanced)
     report(1.0, "Scoring… 100%")
     out = frame.copy()
-    scored = ~np.isnan(proba[:, 0])
-    best = np.where(scored, np.nan_to_num(proba).argmax(axis=1), 0)
-    out["label"] = [model.labels[b] if s else "" for b, s in zip(best, scored, strict=True)]
-    out["confidence"] = np.where(scored, np.nanmax(np.where(scored[:, None], proba, 0), axis=1), np.nan)
-    out["p_negative"] = proba[:, 0]
-    out["p_positive"] = proba[:, 1]
-    out["note"] = ["empty: not scored" if not t.strip() else
-                   (f"longer than {MAX_TWEET_CHARS} characters" if len(t) > MAX_TWEET_CHARS else "") for t in texts]
-    out["model"] = f"{model.name} v{model.version}"
+    for name, values in scores.columns(model.name, str(model.version)).items():
+        out[name] = pd.Series(values, index=out.index, dtype=object if name in ("label", "reason") else None)
     return out

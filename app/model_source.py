@@ -1,7 +1,7 @@
 """Following an MLflow registry alias (``FOLLOW_MODEL_URI=models:/tweet-sentiment@champion``) into EXPORTS_DIR.
 
 At start and whenever the alias moves, the version it names is downloaded and published with
-:func:`api.manifest.adopt` (every file checked against the metadata's sha256, then the manifest replaced by a
+:func:`sentiment.publish.adopt` (every file checked against the metadata's sha256, then the manifest replaced by a
 rename); the API's watcher, mounted in this process, swaps it in. Off by default: the offline default stays
 the committed ``exports/``. The lean image has no MLflow: there a sidecar does the same (README, "Live model
 reload").
@@ -15,8 +15,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from api.manifest import adopt
 from app.settings import AppSettings, redact_uri
+from sentiment.publish import adopt
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class AliasFollower:
 
         Raises:
             mlflow.exceptions.MlflowException: the registry cannot be reached or has no such alias.
-            api.exports.ExportError: the bundle is invalid or a file does not match its sha256.
+            sentiment.exports.ExportError: the bundle is invalid or a file does not match its sha256.
         """
         import mlflow.artifacts
         from mlflow import MlflowClient

@@ -7,25 +7,25 @@ UI predicts with is the one the mounted API serves. The plain builders (``build_
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from api.registry import ModelRegistry
 from api.settings import Settings as ApiSettings
 from app import runs
 from app.alerts import AlertRule
 from app.auth import LoginGuard, client_address
-from app.feedback import FeedbackStore
 from app.inference import Prediction
 from app.settings import AppSettings, get_settings, redact_uri
 from app.telemetry import TelemetryFlusher, build_flusher
+from sentiment.feedback import FeedbackStore
+from sentiment.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-RUNS_TTL_S = 60
 ARTIFACT_TTL_S = 3600
 
 
@@ -44,7 +44,7 @@ def ready_registry() -> ModelRegistry:
     """The registry with its models loaded (waits for a load in progress).
 
     Raises:
-        api.registry.NotReadyError: no model could be loaded.
+        sentiment.registry.NotReadyError: no model could be loaded.
     """
     registry = model_registry()
     if not registry.ready:
@@ -68,7 +68,7 @@ def default_model_summary(registry: ModelRegistry) -> tuple[str, pd.DataFrame]:
     """
     default, champion = registry.default_name, champion_name(registry)
     why = ("the champion: the best validation_random accuracy, ties to four decimals broken by the lower p50 "
-           "latency (`api.champion`)" if default == champion else
+           "latency (`sentiment.champion`)" if default == champion else
            f"`DEFAULT_MODEL` names it (the champion, {champion}, is one `model` field away)")
     rows = []
     for model in registry.models():
@@ -139,12 +139,27 @@ def seed_runs(tracking_uri: str, runs_dir: str) -> list[str]:
         return []
 
 
-@st.cache_data(ttl=RUNS_TTL_S, show_spinner="Reading MLflow runs…")
 def runs_frame(tracking_uri: str, runs_dir: str, seed: bool = True) -> pd.DataFrame:
-    """``mlflow.search_runs`` over every experiment, after seeding an empty store."""
+    """``mlflow.search_runs`` over every experiment, after seeding an empty store; cached ``RUNS_CACHE_TTL_S``.
+
+    The window number is part of the cache key, so the TTL comes from the settings at call time (a decorator's
+    ``ttl`` would be read at import); 0 reads the store on every call.
+    """
+    ttl = get_settings().runs_cache_ttl_s
+    window = int(time.time() // ttl) if ttl else time.time_ns()
+    return _runs_frame(tracking_uri, runs_dir, seed, window)
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading MLflow runs…")
+def _runs_frame(tracking_uri: str, runs_dir: str, seed: bool, window: int) -> pd.DataFrame:
     if seed:
         seed_runs(tracking_uri, runs_dir)
     return runs.search_runs(tracking_uri)
+
+
+def clear_runs_cache() -> None:
+    """Forget the cached runs (the Compare page's refresh button)."""
+    _runs_frame.clear()
 
 
 @st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)

@@ -18,11 +18,13 @@ from typing import Annotated, Any
 from urllib.parse import unquote_plus, urlsplit
 
 from pydantic import Field, IPvAnyNetwork, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from sentiment.settings import PROJECT_ROOT, ProjectSettings
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_ROOT", "AppSettings", "connection_string", "get_settings", "maintainer_secret", "redact_uri"]
 CONNECTION_STRING_KEY = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 MAINTAINER_SECRET_KEY = "MAINTAINER_SECRET"
 _PLACEHOLDERS = frozenset({"", "changethis", "changeme", "change-me", "secret", "password", "todo", "xxx"})
@@ -38,33 +40,37 @@ REDACTED = "***"
 _CREDENTIAL_PARAMETER = re.compile(r"token|pass|pwd|secret|key|sig|auth|cred", re.IGNORECASE)
 
 
-class AppSettings(BaseSettings):
-    """Non-secret settings of the Streamlit product (environment variables, case-insensitive)."""
+class AppSettings(ProjectSettings):
+    """Non-secret settings of the Streamlit product (environment variables, case-insensitive).
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    The paths, the default model and the MLflow store come from :class:`sentiment.settings.ProjectSettings`;
+    the API mounted at ``/api`` reads its own (``api.settings.Settings``).
+    """
 
-    exports_dir: Path = Field(PROJECT_ROOT / "exports", validation_alias="EXPORTS_DIR")
-    default_model: str | None = Field(None, validation_alias="DEFAULT_MODEL")
-    feedback_db: Path = Field(PROJECT_ROOT / "feedback.db", validation_alias="FEEDBACK_DB")
-    mlflow_tracking_uri: str = Field(f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}", validation_alias="MLFLOW_TRACKING_URI")
-    runs_cache_ttl_s: int = Field(60, ge=0, validation_alias="RUNS_CACHE_TTL_S")
-    seed_runs: bool = Field(True, validation_alias="SEED_MLFLOW_RUNS")
-    telemetry_include_text: bool = Field(False, validation_alias="TELEMETRY_INCLUDE_TEXT")
-    telemetry_flush_interval_s: float = Field(30.0, gt=0, validation_alias="TELEMETRY_FLUSH_INTERVAL_S")
-    telemetry_batch_size: int = Field(50, ge=1, le=500, validation_alias="TELEMETRY_BATCH_SIZE")
-    telemetry_backoff_base_s: float = Field(10.0, gt=0, validation_alias="TELEMETRY_BACKOFF_BASE_S")
-    telemetry_backoff_max_s: float = Field(3600.0, gt=0, validation_alias="TELEMETRY_BACKOFF_MAX_S")
-    telemetry_timeout_s: float = Field(10.0, gt=0, validation_alias="TELEMETRY_TIMEOUT_S")
-    telemetry_sdk_stats: bool = Field(False, validation_alias="TELEMETRY_SDK_STATS")
-    alert_threshold: int = Field(3, ge=0, validation_alias="ALERT_THRESHOLD")
-    alert_window_minutes: int = Field(5, ge=1, validation_alias="ALERT_WINDOW_MINUTES")
-    maintainer_delay_s: float = Field(2.0, ge=0, validation_alias="MAINTAINER_FAILED_LOGIN_DELAY_S")
-    maintainer_session_ttl_min: float = Field(30.0, gt=0, validation_alias="MAINTAINER_SESSION_TTL_MIN")
-    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field((), validation_alias="TRUSTED_PROXIES")
-    batch_max_rows: int = Field(10_000, ge=1, validation_alias="BATCH_MAX_ROWS")
-    # models:/<registered model>@<alias>: published into EXPORTS_DIR at start and when the alias moves.
-    follow_model_uri: str | None = Field(None, validation_alias="FOLLOW_MODEL_URI")
-    follow_model_interval_s: float = Field(30.0, gt=0, validation_alias="FOLLOW_MODEL_INTERVAL_S")
+    runs_cache_ttl_s: int = Field(60, ge=0, description="Seconds the Compare page keeps the MLflow runs it read; "
+                                  "0 reads the store on every run of the page.")
+    seed_runs: bool = Field(True, validation_alias="SEED_MLFLOW_RUNS",
+                            description="Seed an empty MLflow store from exports/runs for the Compare page.")
+    telemetry_include_text: bool = Field(False, description="Send the tweet's text with feedback telemetry.")
+    telemetry_flush_interval_s: float = Field(30.0, gt=0, description="Seconds between telemetry flushes.")
+    telemetry_batch_size: int = Field(50, ge=1, le=500, description="Most feedback rows sent in one flush.")
+    telemetry_backoff_base_s: float = Field(10.0, gt=0, description="First wait after a failed send (doubles).")
+    telemetry_backoff_max_s: float = Field(3600.0, gt=0, description="Longest wait between retries of a row.")
+    telemetry_timeout_s: float = Field(10.0, gt=0, description="Timeout of one send to Application Insights.")
+    telemetry_sdk_stats: bool = Field(False, description="Let the Azure exporter send its own statistics "
+                                      "(statsbeat) to Microsoft; off keeps only our events leaving the machine.")
+    alert_threshold: int = Field(3, ge=0, description="Thumbs-down within the window that raise the alert.")
+    alert_window_minutes: int = Field(5, ge=1, description="The alert's window, in minutes.")
+    maintainer_delay_s: float = Field(2.0, ge=0, validation_alias="MAINTAINER_FAILED_LOGIN_DELAY_S",
+                                      description="Delay after a wrong maintainer secret (per client, doubling).")
+    maintainer_session_ttl_min: float = Field(30.0, gt=0, description="Minutes a Review page unlock lasts.")
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        (), validation_alias="TRUSTED_PROXIES",
+        description="Comma-separated networks whose X-Forwarded-For is trusted for the client address.")
+    batch_max_rows: int = Field(10_000, ge=1, description="Most rows of a CSV scored on the Predict page.")
+    follow_model_uri: str | None = Field(None, description="models:/<registered model>@<alias>: published into "
+                                         "EXPORTS_DIR at start and whenever the alias moves.")
+    follow_model_interval_s: float = Field(30.0, gt=0, description="Seconds between checks of FOLLOW_MODEL_URI.")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

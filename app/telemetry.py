@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.feedback import FeedbackStore, parse_iso
 from app.settings import AZURE_SELF_DIAGNOSTICS_FLAGS, CONNECTION_STRING_KEY, AppSettings, connection_string
+from sentiment.feedback import FeedbackStore, parse_iso
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord

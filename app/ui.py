@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from api.registry import ModelRegistry, NotReadyError
 from app import services
+from sentiment.registry import ModelRegistry, NotReadyError
 
 
 def telemetry_notice() -> None:

@@ -1,4 +1,4 @@
-"""Batch scoring beyond one machine: a corpus scored on Apache Spark with the API's own ONNX predictor.
+"""Batch scoring beyond one machine: a corpus scored on Apache Spark with the engine's own ONNX predictor.
 
-Imports ``api`` (the inference core); ``api`` never imports this package.
+Imports ``sentiment`` (the engine); neither ``sentiment`` nor ``api`` imports this package.
 """

@@ -13,7 +13,7 @@ Parquet dataset with every input column plus ``label``, ``confidence``, ``p_posi
 and ``reason`` (why a row has no label: ``missing``, ``empty``, ``too_long``). An input column named like an
 output column is kept as ``input_<name>``.
 
-The model is the API's own ONNX predictor (``api.predictor.load_predictor``), checked on the driver, then loaded
+The model is the API's own ONNX predictor (``sentiment.predictor.load_predictor``), checked on the driver, then loaded
 once per Python worker (workers are reused across tasks) and called on the Arrow batches of ``mapInPandas``,
 at most ``--chunk-rows`` texts a call. Without ``spark-submit`` the job runs on a local Spark (``local[*]``).
 """
@@ -29,11 +29,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.cli import open_model
-from api.exports import ExportError
-from api.predictor import Predictor, load_predictor
-from api.settings import Settings
 from batch.scoring import OUTPUT_COLUMNS, default_chunk_rows, score_texts
+from sentiment.exports import ExportError
+from sentiment.predictor import Predictor, load_predictor
+from sentiment.registry import open_model
+from sentiment.settings import EngineSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,7 +154,7 @@ def choose_model(model: str | None = None, exports_dir: str | Path | None = None
     Raises:
         ExportError: no such model, or its files do not match their checksums.
     """
-    settings = Settings()
+    settings = EngineSettings()
     return open_model(Path(exports_dir or settings.exports_dir), model, settings.default_model)
 
 
@@ -194,7 +194,7 @@ def score(spark: SparkSession, source: str, target: str, predictor: Predictor, *
             text_column = f"input_{name}" if text_column == name else text_column
     schema = ", ".join([f"`{name}` {kind}" for name, kind in frame.dtypes] + [_OUTPUT_DDL])
     function = _scorer(str(predictor.folder), predictor.variant, threads, text_column,
-                       max_chars or Settings().max_text_chars, chunk_rows)
+                       max_chars or EngineSettings().max_text_chars, chunk_rows)
     logger.info("scoring %s with %s %s (%s, %d per call) into %s", source, predictor.name, predictor.version,
                 predictor.variant, chunk_rows, target)
     _write(spark, frame.mapInPandas(function, schema), target, overwrite)
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Spark's py4j logs chatter on the root logger: warnings only there, this package at LOG_LEVEL.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logging.getLogger("batch").setLevel(Settings().log_level)
+    logging.getLogger("batch").setLevel(EngineSettings().log_level)
     try:
         predictor = choose_model(args.model, args.exports_dir)
     except ExportError as error:

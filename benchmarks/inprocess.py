@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from api.predictor import Predictor, load_predictor
 from api.settings import Settings
+from sentiment.predictor import Predictor, load_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ WARMUP_CALLS = 20
 
 def open_like_the_service(folder: Path) -> Predictor:
     """Open an export with the threads the service's registry gives it (``ModelRegistry._open``)."""
-    from api.exports import read_metadata
+    from sentiment.exports import read_metadata
 
     family = read_metadata(folder)["family"]
     threads = Settings().onnx_threads if family == "transformer" else None

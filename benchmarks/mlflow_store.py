@@ -27,7 +27,7 @@ def prepare(export: Path, store: Path) -> dict[str, str]:
     tracking_uri = f"sqlite:///{(store / 'mlflow.db').resolve()}"
     # training.config reads the store from the environment at call time; set it before anything logs.
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    from api.exports import read_metadata
+    from sentiment.exports import read_metadata
     from training import config
     from training.tracking import log_model_run
 

@@ -31,10 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.exports import METADATA_FILE
-from api.manifest import ModelEntry, publish
 from benchmarks.servers import HOST, PROJECT_ROOT, CpuClock, RunningServer, ServerSpec, cpu_shares
 from benchmarks.tweets import make_tweets
+from sentiment.exports import METADATA_FILE
+from sentiment.manifest import ModelEntry
+from sentiment.publish import publish_state
 
 logger = logging.getLogger("benchmarks")
 
@@ -109,7 +110,7 @@ def _new_version(root: Path, source: Path, version: str) -> str:
     meta = json.loads((folder / METADATA_FILE).read_text())
     meta["version"] = version
     (folder / METADATA_FILE).write_text(json.dumps(meta))
-    publish(root, MODEL, {MODEL: ModelEntry(folder.name, version)}, "retrain")
+    publish_state(root, MODEL, {MODEL: ModelEntry(folder.name, version)}, "retrain")
     return version
 
 
@@ -120,7 +121,7 @@ def measure(swaps: int, steady_s: float, after_s: float, log_dir: Path) -> dict[
     with tempfile.TemporaryDirectory(prefix="reload-bench-") as tmp:
         root = Path(tmp)
         shutil.copytree(source, root / MODEL)
-        publish(root, MODEL, {MODEL: ModelEntry(MODEL, first)}, "export")
+        publish_state(root, MODEL, {MODEL: ModelEntry(MODEL, first)}, "export")
         spec = ServerSpec(
             name="lean API", slug="reload",
             command=["{python}", "-m", "uvicorn", "api.main:create_app", "--factory", "--host", HOST,

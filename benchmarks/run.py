@@ -6,7 +6,7 @@ things measured minutes apart in the same run:
 1. the in-process limit: the ``minilm`` export opened by the project's own predictor as the service opens it,
    in a child process (no HTTP, nothing else sharing its GIL): batch-1 p50 latency and the best tweets/s over
    batch sizes 1–32 (``benchmarks/inprocess.py``);
-2. the lean API as ``make serve`` and ``Dockerfile.cpu`` run it (``uvicorn api.main:create_app --factory``,
+2. the lean API as ``make serve`` and ``deploy/docker/Dockerfile.cpu`` run it (``uvicorn api.main:create_app --factory``,
    access log off, shipped settings: the API's environment variables removed), requests naming ``minilm``;
 3. the seed-style server (``benchmarks/seed_server.py``);
 4. ``mlflow models serve`` of the same export, logged by the training code into a throw-away sqlite store.
@@ -87,7 +87,7 @@ def _api_settings_variables() -> tuple[str, ...]:
 
 
 def service_spec(exports_dir: Path | None) -> ServerSpec:
-    """The lean API with Dockerfile.cpu's command and the shipped settings (only ``EXPORTS_DIR`` if given)."""
+    """The lean API with deploy/docker/Dockerfile.cpu's command and the shipped settings (only ``EXPORTS_DIR`` if given)."""
 
     def single(text: str, model: str | None) -> dict:
         return {"text": text} | ({"model": model} if model else {})
@@ -98,7 +98,7 @@ def service_spec(exports_dir: Path | None) -> ServerSpec:
     return ServerSpec(
         name="this service",
         slug=SERVICE,
-        # Dockerfile.cpu: `uvicorn api.main:create_app --factory` with UVICORN_ACCESS_LOG=false, one worker.
+        # deploy/docker/Dockerfile.cpu: `uvicorn api.main:create_app --factory` with UVICORN_ACCESS_LOG=false, one worker.
         command=["{python}", "-m", "uvicorn", "api.main:create_app", "--factory", "--host", HOST, "--port", "{port}",
                  "--no-access-log"],
         ready_path="/readyz",
@@ -163,8 +163,8 @@ def _child_env() -> dict[str, str]:
 
 def export_folder(exports_dir: Path, name: str) -> Path:
     """The folder of the export whose metadata names ``name``."""
-    from api.exports import read_metadata
-    from api.predictor import discover
+    from sentiment.exports import read_metadata
+    from sentiment.predictor import discover
 
     for folder in discover(exports_dir):
         if read_metadata(folder)["name"] == name:

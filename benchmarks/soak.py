@@ -222,11 +222,11 @@ def api_spec() -> ServerSpec:
 
 
 def image_exports() -> str:
-    """The models the images serve (``Dockerfile.cpu``'s ``EXPORTS`` build argument): the soak checks that service,
+    """The models the images serve (``deploy/docker/Dockerfile.cpu``'s ``EXPORTS`` build argument): the soak checks that service,
     not one whose champion is the opt-in mpnet (7× slower: its request counts would say nothing about shedding)."""
-    match = re.search(r'^ARG EXPORTS="([^"]*)"', (PROJECT_ROOT / "Dockerfile.cpu").read_text(), re.MULTILINE)
+    match = re.search(r'^ARG EXPORTS="([^"]*)"', (PROJECT_ROOT / "deploy" / "docker" / "Dockerfile.cpu").read_text(), re.MULTILINE)
     if match is None:
-        raise SystemExit("Dockerfile.cpu has no ARG EXPORTS=\"…\" line: the soak cannot tell which models to serve")
+        raise SystemExit("deploy/docker/Dockerfile.cpu has no ARG EXPORTS=\"…\" line: the soak cannot tell which models to serve")
     return ",".join(match.group(1).split())
 
 

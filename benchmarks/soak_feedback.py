@@ -24,7 +24,6 @@ import os
 import queue
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks.servers import PROJECT_ROOT
+from sentiment.feedback import delivery_rows
 
 logger = logging.getLogger(__name__)
 
@@ -204,13 +204,6 @@ def _drain_confirmations(child: Child, by_id: dict[str, Verdict], timeout_s: flo
         time.sleep(0.01)
 
 
-def _rows(db: Path) -> list[dict[str, Any]]:
-    with contextlib.closing(sqlite3.connect(str(db), timeout=10)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(
-            "SELECT id, verdict, revision, telemetry_state, sent_revision, attempts FROM feedback")]
-
-
 def _undelivered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["telemetry_state"] != "sent" or r["sent_revision"] != r["revision"]]
 
@@ -343,7 +336,7 @@ def run_feedback_soak(count: int, kills: int, workdir: Path, *, seed: int = 0) -
                 raise RuntimeError(f"{len(unconfirmed)} verdicts were never confirmed, e.g. {unconfirmed[:3]}")
             drain_started = time.monotonic()
             drain_limit = drain_started + lease_s + 20.0
-            while time.monotonic() < drain_limit and _undelivered(_rows(db)):
+            while time.monotonic() < drain_limit and _undelivered(delivery_rows(db)):
                 time.sleep(0.25)
             result["drain_s"] = round(time.monotonic() - drain_started, 1)
             result["lease_s"] = lease_s
@@ -359,7 +352,7 @@ def run_feedback_soak(count: int, kills: int, workdir: Path, *, seed: int = 0) -
     if "error" not in result:
         accepted = [(e["data"]["baseData"]["properties"]["feedback_id"],
                      int(e["data"]["baseData"]["properties"]["revision"])) for e in fake.events()]
-        result |= judge(verdicts, _rows(db), accepted, len(fake.events(accepted=False)))
+        result |= judge(verdicts, delivery_rows(db), accepted, len(fake.events(accepted=False)))
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["log"] = str(log_path)
     return result

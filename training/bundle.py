@@ -1,18 +1,16 @@
 """Build model bundles: the ONNX files plus ``metadata.json`` that the serving side loads.
 
 A bundle is what gets logged to MLflow as the model's artifacts and, once registered, copied to
-``exports/<name>/``; the format is described in ``api/exports.py``.
+``exports/<name>/``; the format is described in ``sentiment/exports.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import re
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,8 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import StringTensorType
 from sklearn.pipeline import Pipeline
 
-from api.exports import LABELS, METADATA_FILE, SCHEMA_VERSION, sha256_file
-from api.preprocess import PREPROCESSING_VERSION
+from sentiment.exports import FP32_FILE, write_metadata
+from sentiment.preprocess import PREPROCESSING_VERSION
 
 # Per-tensor int8 cost the fine-tuned MPNet 1.8 points on validation_random (0.8268 against fp32's 0.8447);
 # per-channel weight scales cost 0.3 (0.8417), same size. MiniLM's per-tensor graph already matches fp32.
@@ -37,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 OPSET = 17
 CLASSICAL_FILE = "model.onnx"
-FP32_FILE = "model.fp32.onnx"
 INT8_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 # Each committed file stays under this size (git hosts refuse files over 100 MB); larger graphs keep their
@@ -47,21 +44,6 @@ EXTERNAL_DATA_SUFFIX = ".data"
 # Reported in the bundle's metadata: what ONNX Runtime's transformer optimizer fused.
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
              "FastGelu", "Gelu")
-
-
-def write_metadata(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Complete ``meta`` with the sha256 of every file under ``folder`` and write ``metadata.json``.
-
-    Files in sub-folders (the external data of a large ONNX graph) are listed by their POSIX path relative to
-    ``folder``, e.g. ``model.int8.onnx.data/mpnet_encoder_layer.0_output_dense_MatMul_quant``.
-    """
-    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.relative_to(folder).as_posix() != METADATA_FILE}
-    full = {"schema_version": SCHEMA_VERSION, "labels": list(LABELS), "preprocessing_version": PREPROCESSING_VERSION,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "version": "unregistered",
-            "aliases": [], "metrics": {}, "mlflow": {}, **meta, "files": files}
-    (folder / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    return full
 
 
 def _fresh(folder: Path) -> Path:

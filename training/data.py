@@ -36,7 +36,7 @@ _LABELS: dict[str, int | None] = {
 }
 _KAGGLE_COLUMNS = 6
 _KAGGLE_TEXT = 5
-# Written by ``app.feedback.FeedbackStore.export_reviewed_csv`` (``EXPORT_COLUMNS`` and ``CELL_ESCAPE`` there).
+# Written by ``sentiment.feedback.FeedbackStore.export_reviewed_csv`` (``EXPORT_COLUMNS`` and ``CELL_ESCAPE`` there).
 # The app also escapes every cell that already starts with the escape, so dropping one leading quote is always right.
 _FEEDBACK_EXPORT_HEADER = ["label", "ids", "date", "flag", "user", "text"]
 _CELL_ESCAPE = "'"

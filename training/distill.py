@@ -33,7 +33,7 @@ import numpy as np
 from scipy.stats import binomtest
 from tqdm import tqdm
 
-from api.predictor import Predictor, load_predictor
+from sentiment.predictor import Predictor, load_predictor
 from training import config
 from training.data import Dataset, load, load_splits, sample
 from training.tracking import file_hashes, log_model_run

@@ -28,12 +28,14 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from sentiment.scoring import LABELS as SCORING_LABELS
+from sentiment.scoring import POSITIVE_THRESHOLD, positive_mask
 from training import config
 from training.data import Dataset, load
 
 logger = logging.getLogger(__name__)
 
-LABELS = ["negative", "positive"]
+LABELS = list(SCORING_LABELS)
 MISCLASSIFIED_SAMPLE = 50
 
 
@@ -43,13 +45,14 @@ class ProbabilisticModel(Protocol):
 
 def expected_calibration_error(y_true: np.ndarray, p_positive: np.ndarray, bins: int = 10) -> float:
     """ECE of the predicted class's confidence over equal-width bins."""
-    predicted = (p_positive >= 0.5).astype(int)
+    predicted = positive_mask(p_positive)
     confidence = np.where(predicted == 1, p_positive, 1 - p_positive)
     correct = predicted == y_true
-    edges = np.linspace(0.5, 1.0, bins + 1)
+    edges = np.linspace(POSITIVE_THRESHOLD, 1.0, bins + 1)
     ece = 0.0
     for low, high in zip(edges[:-1], edges[1:], strict=True):
-        in_bin = (confidence > low) & (confidence <= high) if low > 0.5 else (confidence >= low) & (confidence <= high)
+        lowest = low == edges[0]  # the first bin holds confidence exactly at the threshold too
+        in_bin = (confidence >= low) & (confidence <= high) if lowest else (confidence > low) & (confidence <= high)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(ece)
@@ -94,7 +97,7 @@ def evaluate(model: ProbabilisticModel, data: Dataset, *, latency: bool = True,
                             for i in range(0, len(data), batch_size)]).astype(np.float64)
     p_pos = proba[:, 1]
     y = data.labels
-    pred = (p_pos >= 0.5).astype(int)
+    pred = positive_mask(p_pos)
     precision, recall, f1, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
     metrics = {
         "accuracy": float(accuracy_score(y, pred)),
@@ -119,7 +122,7 @@ def evaluate(model: ProbabilisticModel, data: Dataset, *, latency: bool = True,
         "classification_report": classification_report(y, pred, labels=[0, 1], target_names=LABELS,
                                                         output_dict=True, zero_division=0),
         "misclassified": [{"index": int(i), "label": LABELS[y[i]], "p_positive": round(float(p_pos[i]), 4)}
-                          for i in wrong[np.argsort(-np.abs(p_pos[wrong] - 0.5))][:MISCLASSIFIED_SAMPLE]],
+                          for i in wrong[np.argsort(-np.abs(p_pos[wrong] - POSITIVE_THRESHOLD))][:MISCLASSIFIED_SAMPLE]],
     }
     return metrics, artifacts
 
@@ -127,7 +130,7 @@ def evaluate(model: ProbabilisticModel, data: Dataset, *, latency: bool = True,
 def load_model(uri: str) -> ProbabilisticModel:
     """An export folder or an MLflow model URI (``models:/name@alias``, ``runs:/id/model``)."""
     if Path(uri).is_dir():
-        from api.predictor import load_predictor
+        from sentiment.predictor import load_predictor
 
         return load_predictor(uri)
     if ":/" not in uri:

@@ -6,8 +6,8 @@ validation_random checks that the change costs nothing on ordinary text::
 
     python -m training.evaluate_emoji --model exports/minilm [--model artifacts/…] [--out results/emoji.md]
 
-"Raw" feeds the transformer :func:`api.preprocess.normalize_tweet` (emoji left in: mostly ``[UNK]``), "words" feeds
-:func:`api.preprocess.normalize_for_transformer`, the serving default since preprocessing 1.2.0. On validation_random
+"Raw" feeds the transformer :func:`sentiment.preprocess.normalize_tweet` (emoji left in: mostly ``[UNK]``), "words" feeds
+:func:`sentiment.preprocess.normalize_for_transformer`, the serving default since preprocessing 1.2.0. On validation_random
 only the texts whose input changes are scored again: a tweet's int8 probabilities depend slightly on its batch-mates,
 so re-scoring all 4,682 would mix that noise into a comparison of two or so changed tweets.
 """
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from api.predictor import TransformerPredictor, load_predictor
-from api.preprocess import PREPROCESSING_VERSION, normalize_for_transformer, normalize_tweet
+from sentiment.predictor import TransformerPredictor, load_predictor
+from sentiment.preprocess import PREPROCESSING_VERSION, normalize_for_transformer, normalize_tweet
+from sentiment.scoring import positive_mask
 from training import config
 from training.data import Dataset, load
 
@@ -61,8 +62,8 @@ def compare(model: TransformerPredictor, data: Dataset, dataset: str) -> Compari
     words = raw.copy()
     if changed:
         words[changed] = _scores(model, [data.texts[i] for i in changed], normalize_for_transformer)
-    right_raw = (raw >= 0.5).astype(int) == data.labels
-    right_words = (words >= 0.5).astype(int) == data.labels
+    right_raw = positive_mask(raw) == data.labels
+    right_words = positive_mask(words) == data.labels
     return Comparison(model.name, dataset, len(data), len(changed), float(right_raw.mean()), float(right_words.mean()),
                       int((right_words & ~right_raw).sum()), int((right_raw & ~right_words).sum()))
 

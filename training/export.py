@@ -5,7 +5,7 @@
 
 A model's files are replaced only when its ``validation_random`` accuracy beats the committed export's
 (``--force`` overrides); the metadata of every export is refreshed (registry version, aliases, metrics), and
-``manifest.json`` is published naming the exported folders (``api.manifest``).
+``manifest.json`` is published naming the exported folders (``sentiment.publish``).
 Run records carry params, metrics, tags and the chart artifacts, never tweet text.
 """
 
@@ -22,13 +22,11 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from api.champion import from_metrics, pick_champion
-from api.exports import METADATA_FILE, read_metadata
-from api.manifest import ModelEntry, from_folders, read_manifest
-from api.registry import choose_default
+from sentiment.champion import from_metrics, pick_champion, resolve_champion
+from sentiment.exports import METADATA_FILE, read_metadata, write_metadata
+from sentiment.manifest import ModelEntry, from_folders, read_manifest
+from sentiment.publish import publish_state
 from training import config
-from training.bundle import write_metadata
-from training.publish import publish_state
 from training.register import CHAMPION_METRIC, aliased_versions, run_candidate
 from training.tracking import setup
 
@@ -216,7 +214,8 @@ def publish_exports(root: Path, names: list[str]) -> None:
     manifest = read_manifest(root) or from_folders(root)
     models = {**manifest.models, **{name: ModelEntry(name, str(read_metadata(root / name)["version"])) for name in names}}
     metadata = {name: read_metadata(root / entry.path) for name, entry in models.items()}
-    publish_state(root, choose_default(metadata, None), models, "export")
+    # Not the manifest's champion: the champion aliases this export just wrote decide (served_champion_stands).
+    publish_state(root, resolve_champion(metadata, None), models, "export")
 
 
 if __name__ == "__main__":

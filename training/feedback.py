@@ -1,6 +1,6 @@
 """Feedback for retraining: reviewed verdicts from the feedback store or from the Review page's CSV export.
 
-Which rows teach the model something:
+Which rows teach the model something (``sentiment.feedback.training_rows`` decides):
 
 - a thumbs up: the prediction was right, so the predicted label is the true one (or the maintainer's label when the
   row was reviewed);
@@ -8,23 +8,22 @@ Which rows teach the model something:
   was wrong) or corrects them (the model was right after all);
 - an unreviewed thumbs down is dropped: its label is only the user's guess.
 
-Rows are keyed by their normalised text (``api.preprocess.normalize_tweet``): repeated texts keep one row, texts seen
+Rows are keyed by their normalised text (``sentiment.preprocess.normalize_tweet``): repeated texts keep one row, texts seen
 with both labels are dropped, and texts already in the Sentiment140 data (training, validation, test and
 validation_random) are dropped so that the honest sets stay honest. Every drop is counted by reason.
 
 The held-out slice is chosen by a hash of the normalised text, never by a random state: the same text always falls
 on the same side, so successive retrainings compare on the same rows as the feedback grows.
 
-The store's schema belongs to ``app.feedback`` (table ``feedback``); :data:`STORE_QUERY` is the one place in
-``training/`` that reads it, and ``tests/training/test_retrain.py`` writes its rows through ``app.feedback`` so that a
-schema change fails a test instead of a retraining.
+The store, its schema and which label a row teaches belong to ``sentiment.feedback``: :func:`read_store` reads the
+store through its ``training_rows`` (the same verdict-to-label rule the product's writer uses, ``implied_label``), and
+``training/`` runs no SQL of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,24 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from api.exports import LABELS
-from api.preprocess import normalize_tweet
+from sentiment.feedback import FeedbackRow, training_rows
+from sentiment.preprocess import normalize_tweet
 from training.data import Dataset, load
 
 logger = logging.getLogger(__name__)
 
-STORE_QUERY = ("SELECT text, verdict, predicted_label, true_label, review_state FROM feedback "
-               "ORDER BY updated_at, id")
 _HASH_SPACE = 1 << 32
-
-
-@dataclass(frozen=True)
-class FeedbackRow:
-    """One labelled feedback text; ``kind`` is ``thumbs_up``, ``confirmed``, ``corrected`` or ``export``."""
-
-    text: str
-    label: int
-    kind: str
 
 
 @dataclass
@@ -74,26 +62,12 @@ def in_holdout(text: str, share: float) -> bool:
 
 
 def read_store(path: str | Path) -> tuple[list[FeedbackRow], Counter]:
-    """Labelled rows of a feedback store (opened read-only), and the rows dropped on the way by reason."""
-    path = Path(path)
-    if not path.is_file():
+    """Labelled rows of a feedback store (``sentiment.feedback.training_rows``), and the rows dropped by reason."""
+    try:
+        return training_rows(path)
+    except FileNotFoundError as error:
         raise FileNotFoundError(f"{path} does not exist: set FEEDBACK_DB or pass --feedback-db (or --feedback-csv "
-                                "with the Review page's export)")
-    dropped: Counter = Counter()
-    rows = []
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        try:
-            records = conn.execute(STORE_QUERY).fetchall()
-        except sqlite3.DatabaseError as error:
-            raise ValueError(f"{path} is not a feedback store readable by this version ({error})") from error
-    for text, verdict, predicted, true_label, review_state in records:
-        if verdict == "down" and review_state != "reviewed":
-            dropped["unreviewed_thumbs_down"] += 1
-            continue
-        label = true_label if review_state == "reviewed" and true_label in LABELS else predicted
-        kind = "thumbs_up" if verdict == "up" else "corrected" if label == predicted else "confirmed"
-        rows.append(FeedbackRow(text, LABELS.index(label), kind))
-    return rows, dropped
+                                "with the Review page's export)") from error
 
 
 def read_export(path: str | Path) -> tuple[list[FeedbackRow], Counter]:

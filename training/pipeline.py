@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.predictor import load_predictor
+from sentiment.predictor import load_predictor
 from training import config, register
 from training.bundle import classical_bundle, max_abs_diff, transformer_bundle
 from training.data import Dataset, Splits, load, load_splits, sample

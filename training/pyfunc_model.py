@@ -1,6 +1,6 @@
 """MLflow "model from code": wraps an export bundle so that MLflow serves the same predictor as the API.
 
-Logged by ``training.tracking.log_model_run`` with ``code_paths=["api"]``; MLflow executes this file when
+Logged by ``training.tracking.log_model_run`` with ``code_paths=["sentiment"]``; MLflow executes this file when
 the model is loaded (``mlflow.pyfunc.load_model``, ``mlflow models serve``).
 """
 
@@ -10,7 +10,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from api.predictor import load_predictor
+from sentiment.predictor import load_predictor
+from sentiment.scoring import to_labels
 
 
 class SentimentModel(PythonModel):
@@ -22,7 +23,7 @@ class SentimentModel(PythonModel):
     def predict(self, context: PythonModelContext, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = model_input["text"].astype(str).tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
         proba = self.predictor.predict_proba(texts)
-        labels = [self.predictor.labels[i] for i in proba.argmax(axis=1)]
+        labels, _ = to_labels(proba)
         return pd.DataFrame({"label": labels, "negative": proba[:, 0], "positive": proba[:, 1]})
 
 

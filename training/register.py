@@ -1,6 +1,6 @@
 """Registry aliases: each model name points at its latest version; ``champion`` at the best one.
 
-The champion is chosen by :func:`api.champion.pick_champion`, the one rule that the API and the UI use too:
+The champion is chosen by :func:`sentiment.champion.pick_champion`, the one rule that the API and the UI use too:
 the highest accuracy on ``validation_random_4683.csv`` (the honest in-domain set: a random sample of the full
 1.6M file, disjoint from the training data), ties broken by the lower one-tweet latency.
 """
@@ -12,7 +12,7 @@ import logging
 
 from mlflow.tracking import MlflowClient
 
-from api.champion import Candidate, pick_champion
+from sentiment.champion import Candidate, pick_champion
 from training import config
 from training.tracking import setup
 

@@ -14,13 +14,12 @@
 3. Evaluation: the fixed sets as in ``make train`` (validation_random always whole) and the held-out slice,
    which the champion in force is scored on too.
 4. Gate (``training.gate``): the version is registered; the decision is an MLflow tag and printed as JSON. When it
-   passes, the registry's ``champion`` alias moves and the export is published (``training.publish``).
+   passes, the registry's ``champion`` alias moves and the export is published (``sentiment.publish``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -31,9 +30,10 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from api.exports import ExportError, read_metadata
-from api.predictor import load_predictor
-from training import config, pipeline, publish
+from sentiment import publish
+from sentiment.exports import ExportError, read_metadata
+from sentiment.predictor import load_predictor
+from training import config, pipeline
 from training.data import DataFormatError, Dataset, Splits, load, load_splits, sample
 from training.evaluate import evaluate
 from training.export import nested_metrics
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     overrides = {"family": args.family, "time_budget_min": args.time_budget_min, "feedback_oversample": args.oversample}
-    settings = dataclasses.replace(config.retrain_settings(), **{k: v for k, v in overrides.items() if v is not None})
+    settings = config.retrain_settings(**overrides)
     family = settings.family
     trainable = [m for m in pipeline.ALL_MODELS + pipeline.OPT_IN_MODELS if m != "vader"]
     if family not in trainable:

@@ -7,9 +7,9 @@ touched: it stays the honest set. The slice must then be held out of the retrain
     python -m training.simulate_feedback --feedback-db /tmp/sim/feedback.db --rows 3000
     FEEDBACK_DB=/tmp/sim/feedback.db make retrain RETRAIN_ARGS="--remove-feedback-from-train"
 
-The rows go through ``app.feedback.FeedbackStore`` (the product's own writer, so the ``app`` dependency group is
-needed: ``make install-dev``); verdicts are spaced ``--interval-s`` apart, ending now, so the ageing chart has a
-time axis.
+The rows go through ``sentiment.feedback.FeedbackStore``, the product's own writer; the champion's labels come from
+the engine's one rule (``sentiment.scoring.to_labels``). Verdicts are spaced ``--interval-s`` apart, ending now, so
+the ageing chart has a time axis.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ import time
 import uuid
 from pathlib import Path
 
-from api.exports import LABELS
-from api.predictor import load_predictor
-from training import config, publish
+from sentiment import publish
+from sentiment.exports import LABELS
+from sentiment.feedback import FeedbackStore
+from sentiment.predictor import load_predictor
+from sentiment.scoring import to_labels
+from training import config
 from training.data import load_splits, sample
 
 logger = logging.getLogger(__name__)
@@ -34,26 +37,21 @@ SIMULATION_SEED = 2026  # not the split's seed: the slice is a sample of the tra
 
 def simulate(store_path: Path, data_path: Path, exports_dir: Path, rows: int, interval_s: float) -> dict[str, object]:
     """Write ``rows`` verdicts of the champion on a seeded slice of the train split; return the counts."""
-    try:
-        from app.feedback import FeedbackStore
-    except ImportError as error:
-        raise SystemExit("error: the simulation writes through the product's feedback store; run `make install-dev` "
-                         f"({error})") from error
     manifest = publish.current(exports_dir)
     model = load_predictor(exports_dir / manifest.models[manifest.champion].path)
     data = sample(load_splits(data_path).train, rows, seed=SIMULATION_SEED)
-    proba = model.predict_proba(data.texts)
+    predicted_labels, confidences = to_labels(model.predict_proba(data.texts))
     start = time.time() - len(data) * interval_s
     clock = {"now": start}
     store = FeedbackStore(store_path, clock=lambda: clock["now"])
     up = 0
-    for index, (text, truth, p) in enumerate(zip(data.texts, data.labels, proba, strict=True)):
+    for index, (text, truth, predicted, confidence) in enumerate(
+            zip(data.texts, data.labels, predicted_labels, confidences, strict=True)):
         clock["now"] = start + index * interval_s
-        predicted = LABELS[int(p[1] >= 0.5)]
         feedback_id = str(uuid.uuid4())
         right = predicted == LABELS[truth]
         store.record_verdict(feedback_id=feedback_id, text=text, model_name=model.name, model_version=model.version,
-                             predicted_label=predicted, confidence=float(max(p)), verdict="up" if right else "down")
+                             predicted_label=predicted, confidence=float(confidence), verdict="up" if right else "down")
         if not right:
             store.review(feedback_id, true_label=LABELS[truth], note="simulated review")
         up += right

@@ -21,8 +21,8 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from api.exports import sha256_file
-from api.preprocess import PREPROCESSING_VERSION
+from sentiment.exports import sha256_file
+from sentiment.preprocess import PREPROCESSING_VERSION
 from training import config
 from training.data import NEGATIVE_FILE, POSITIVE_FILE, Dataset
 
@@ -124,7 +124,7 @@ def log_model_run(*, name: str, family: str, params: dict[str, Any],
         if bundle is not None:
             model_info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={"bundle": str(bundle)}, code_paths=[str(config.PROJECT_ROOT / "api")],
+                artifacts={"bundle": str(bundle)}, code_paths=[str(config.PROJECT_ROOT / "sentiment")],
                 signature=infer_signature(INPUT_EXAMPLE, pd.DataFrame({"label": ["positive"], "negative": [0.1],
                                                                        "positive": [0.9]})),
                 input_example=INPUT_EXAMPLE, pip_requirements=PYFUNC_REQUIREMENTS,

@@ -24,7 +24,7 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from api.preprocess import normalize_tweet
+from sentiment.preprocess import normalize_tweet
 from training.data import Dataset
 
 logger = logging.getLogger(__name__)

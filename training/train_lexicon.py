@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from api.preprocess import normalize_tweet
+from sentiment.preprocess import normalize_tweet
 
 
 class VaderModel:

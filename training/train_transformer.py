@@ -40,8 +40,8 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from api.exports import sha256_file
-from api.preprocess import PREPROCESSING_VERSION, normalize_for_transformer
+from sentiment.exports import sha256_file
+from sentiment.preprocess import PREPROCESSING_VERSION, normalize_for_transformer
 from training import config
 from training.data import Dataset, load_splits, sample
 

@@ -15,10 +15,10 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 
 from api.deps import RegistryDep, SettingsDep
-from api.registry import NotReadyError
 from api.schemas import ErrorResponse, ReloadResult
 from api.security import KeyChecker
 from api.settings import Settings
+from sentiment.registry import NotReadyError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 _STATUS = {"refused": status.HTTP_409_CONFLICT, "not_ready": status.HTTP_503_SERVICE_UNAVAILABLE}

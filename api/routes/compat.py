@@ -10,9 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.deps import predict_texts
-from api.exports import SENTIMENT140_CODES
 from api.routes.predict import to_predictions
 from api.schemas import CompatBatchRequest, CompatMessage, CompatPrediction, CompatPredictRequest
+from sentiment.exports import SENTIMENT140_CODES
 
 router = APIRouter(tags=["compatibility"])
 open_router = APIRouter(tags=["compatibility"])

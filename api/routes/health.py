@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from api.deps import MetricsDep, RegistryDep
-from api.registry import ModelRegistry
 from api.schemas import Health, Readiness, ReloadResult, ReloadState
+from sentiment.registry import ModelRegistry
 
 router = APIRouter(tags=["health"])
 

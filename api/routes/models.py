@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ReadyRegistryDep
-from api.registry import ServedModel
 from api.schemas import ModelInfo, ModelsResponse
+from sentiment.registry import ServedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -8,8 +8,9 @@ import numpy as np
 from fastapi import APIRouter, Body, Request
 
 from api.deps import predict_texts
-from api.registry import ServedModel
 from api.schemas import BatchPredictRequest, BatchPredictResponse, Prediction, PredictRequest, Probabilities
+from sentiment.registry import ServedModel
+from sentiment.scoring import to_labels
 
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
 
@@ -26,11 +27,11 @@ _BATCH_EXAMPLES = {
 
 def to_predictions(model: ServedModel, proba: np.ndarray) -> list[Prediction]:
     """Turn an (n, 2) probability array into predictions."""
-    labels = model.predictor.labels
+    labels, confidence = to_labels(proba)
     return [
-        Prediction(label=labels[i], confidence=float(row[i]), model=model.name, version=model.version,
+        Prediction(label=label, confidence=float(conf), model=model.name, version=model.version,
                    probabilities=Probabilities(negative=float(row[0]), positive=float(row[1])))
-        for row, i in zip(proba.tolist(), proba.argmax(axis=1).tolist(), strict=True)
+        for row, label, conf in zip(proba.tolist(), labels, confidence.tolist(), strict=True)
     ]
 
 

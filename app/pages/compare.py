@@ -14,7 +14,7 @@ st.title("Compare models")
 top = st.columns([4, 1])
 top[0].caption(f"Runs read from MLflow ({shown_uri}); an empty store is first seeded from {settings.runs_dir}.")
 if top[1].button("Refresh runs", key="refresh_runs"):
-    services.runs_frame.clear()
+    services.clear_runs_cache()
 try:
     all_runs = services.runs_frame(uri, str(settings.runs_dir), settings.seed_runs)
 except Exception as error:  # an unreachable tracking server, a locked or foreign database

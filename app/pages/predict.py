@@ -77,12 +77,13 @@ def _single_tab(registry_names: list[str], default: str, champion: str) -> None:
     _prefill_shared_text()
     text = st.text_area("Tweet", key="tweet_text", height=110, on_change=_text_edited,
                         placeholder="Type or paste a tweet (Ctrl+Enter to apply)")
-    st.caption(char_count(text), help="Updated when you press Ctrl+Enter or leave the text area.")
+    max_chars = services.ready_registry().settings.max_text_chars
+    st.caption(char_count(text, max_chars), help="Updated when you press Ctrl+Enter or leave the text area.")
     model_name = st.selectbox("Model", registry_names, index=registry_names.index(default), key="model",
                               format_func=lambda n: f"{n} (champion)" if n == champion else n, bind="query-params")
     compare_all = st.toggle("Show every model's verdict", key="compare_all")
     if st.button("Predict", type="primary", key="predict"):
-        error = validate_tweet(text)
+        error = validate_tweet(text, max_chars)
         if error:
             st.session_state.pop("prediction", None)
             st.warning(error, icon=":material/edit_note:")
@@ -133,6 +134,7 @@ def _batch_tab(registry_names: list[str], default: str) -> None:
         try:
             # Chunks of one model call each, one after another: API requests are served between them.
             result = score_frame(QueuedModel(registry, registry.get(model_name)), frame,
+                                 max_chars=registry.settings.max_text_chars,
                                  batch_size=registry.settings.max_batch_size,
                                  progress=lambda share, line: bar.progress(share, text=line))
         except BusyError as error:
@@ -145,7 +147,7 @@ def _batch_tab(registry_names: list[str], default: str) -> None:
         st.session_state["batch_name"] = upload.name
     result = st.session_state.get("batch_result")
     if result is not None:
-        counts = result["label"].replace("", "not scored").value_counts()
+        counts = result["label"].fillna("not scored").value_counts()
         st.write(" · ".join(f"{label}: {count:,}" for label, count in counts.items()))
         st.dataframe(result.head(200), hide_index=True)
         name = st.session_state.get("batch_name", "tweets.csv").rsplit(".", 1)[0]

@@ -8,10 +8,10 @@ from time import monotonic
 import pandas as pd
 import streamlit as st
 
-from api.exports import LABELS
 from app import aging, alerts, charts, services
-from app.feedback import FeedbackFilter
 from app.settings import get_settings, maintainer_secret
+from sentiment.exports import LABELS
+from sentiment.feedback import FeedbackFilter
 
 UNLOCKED_AT = "maintainer_unlocked_at"  # time.monotonic() of the unlock
 ALL = "(all)"

@@ -1,6 +1,6 @@
 """Fixtures of the API tests: tiny exports made here (no shared data), settings, apps and clients.
 
-The exports follow ``api/exports.py`` exactly: a classical TF-IDF + logistic regression converted by skl2onnx
+The exports follow ``sentiment/exports.py`` exactly: a classical TF-IDF + logistic regression converted by skl2onnx
 and a 2-layer BERT with random weights exported by torch, with the MiniLM tokenizer. Building them needs the
 training stack (torch, scikit-learn, skl2onnx); only the ``api`` package must stay lean.
 """
@@ -24,12 +24,12 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.exports import METADATA_FILE, sha256_file
 from api.main import create_app
-from api.predictor import Predictor, load_predictor
-from api.preprocess import PREPROCESSING_VERSION, normalize_tweet
-from api.registry import ModelRegistry
 from api.settings import Settings
+from sentiment.exports import METADATA_FILE, sha256_file
+from sentiment.predictor import Predictor, load_predictor
+from sentiment.preprocess import PREPROCESSING_VERSION, normalize_tweet
+from sentiment.registry import ModelRegistry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REAL_EXPORTS = PROJECT_ROOT / "exports"

@@ -16,7 +16,8 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ALWAYS_BLOCKED = {"torch", "transformers", "mlflow", "streamlit", "sklearn", "skl2onnx", "onnx", "onnxscript",
-                  "pandas", "scipy", "safetensors", "vaderSentiment", "plotly", "training", "app"}
+                  "pandas", "scipy", "safetensors", "vaderSentiment", "plotly", "training", "app", "batch",
+                  "benchmarks"}
 # Used by the probe to call the app in-process; the service itself does not need them.
 TEST_CLIENT = {"httpx", "httpx2", "httpcore", "httpcore2", "h11", "certifi", "idna", "sniffio", "anyio"}
 
@@ -39,7 +40,7 @@ class LeanEnvironment(importlib.abc.MetaPathFinder):
         for module, dists in packages_distributions().items():
             if not {_normalise(d) for d in dists} & allowed:
                 self.blocked.add(module)
-        self.blocked -= {"api", "tests"}
+        self.blocked -= {"api", "sentiment", "tests"}
         self.attempts: set[str] = set()
 
     def find_spec(self, name, path, target=None):

@@ -47,12 +47,15 @@ def test_score_csv_with_header(exports_dir: Path, tmp_path: Path, predictors) ->
     assert code == 0
     with target.open(newline="", encoding="utf-8") as handle:
         out = list(csv.reader(handle))
-    assert out[0] == ["id", "text", "predicted_label", "p_negative", "p_positive"]
+    # Spark's layout: the input columns, then the engine's OUTPUT_COLUMNS.
+    assert out[0] == ["id", "text", "label", "confidence", "p_positive", "model", "version", "reason"]
     assert [row[:2] for row in out[1:]] == [row for row in rows[1:]]
     assert out[1][2] == "positive" and out[2][2] == "negative"
-    assert out[3][2:] == ["", "", ""]  # no text, no prediction
+    assert out[3][2:5] == ["", "", ""] and out[3][7] == "empty"  # no text, no prediction, a reason
+    assert out[1][5:8] == ["tiny-lr", predictors["tiny-lr"].version, ""]
     expected = predictors["tiny-lr"].predict_proba(["love great happy"])[0, 1]
     assert float(out[1][4]) == pytest.approx(float(expected), abs=1e-5)
+    assert float(out[1][3]) == pytest.approx(float(expected), abs=1e-5)  # positive: confidence is P(positive)
     assert not (tmp_path / "out.csv.partial").exists()
 
 
@@ -66,8 +69,8 @@ def test_score_csv_without_header_by_index(predictors, tmp_path: Path) -> None:
     assert counts == {"rows": 2, "scored": 2, "empty": 0}
     with target.open(newline="", encoding="utf-8") as handle:
         out = list(csv.reader(handle))
-    assert out[0][:6] == [f"column_{i}" for i in range(6)] and out[0][6:] == ["predicted_label", "p_negative",
-                                                                              "p_positive"]
+    assert out[0][:6] == [f"column_{i}" for i in range(6)]
+    assert out[0][6:] == ["label", "confidence", "p_positive", "model", "version", "reason"]
     assert out[1][5] == "café was awful"
 
 

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 
 from api.main import create_app
-from api.registry import ModelRegistry
+from sentiment.registry import ModelRegistry
 
 
 def test_concurrent_http_requests_share_model_calls(exports_dir, settings_factory, counting_loader, predictors):

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from api.main import create_app
-from api.registry import ModelRegistry
+from sentiment.registry import ModelRegistry
 
 
 def test_mounted_under_a_prefix_with_the_host_running_our_lifespan(exports_dir, settings_factory) -> None:

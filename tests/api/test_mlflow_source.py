@@ -1,8 +1,8 @@
-"""The README's MLflow sidecar, run as written: the registry's champion lands in EXPORTS_DIR and is served.
+"""The manual's MLflow sidecar, run as written: the registry's champion lands in EXPORTS_DIR and is served.
 
 A tiny export is logged and registered by the training code into a throw-away sqlite store, aliased
-``champion``; the shell loop of the README (one pass, ``ONCE=1``) downloads it with ``mlflow artifacts
-download`` and publishes it with ``python -m api.manifest adopt``.
+``champion``; the shell loop of ``docs/api.md`` (one pass, ``ONCE=1``) downloads it with ``mlflow artifacts
+download`` and publishes it with ``python -m sentiment.publish adopt``.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from api.manifest import ModelEntry, read_manifest
-from api.registry import ModelRegistry
+from sentiment.manifest import ModelEntry, read_manifest
+from sentiment.registry import ModelRegistry
 
 pytest.importorskip("mlflow")
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+MANUAL = ROOT / "docs" / "api.md"
 
 
 def _sidecar_script() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("**Optional source: MLflow.**"):]
+    text = MANUAL.read_text(encoding="utf-8")
+    section = text[text.index("### Optional source: MLflow"):]
     return re.search(r"```sh\n(.*?)```", section, re.DOTALL).group(1)
 
 
@@ -45,7 +46,7 @@ def test_the_readme_sidecar_serves_the_registry_champion(exports_dir: Path, tmp_
     script = _sidecar_script().replace("/exports", str(served)).replace("/tmp/champion", str(tmp_path / "download"))
     bin_dir = Path(sys.executable).parent  # python and the mlflow command of this environment
     env = {**os.environ, "ONCE": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(README.parent), "MLFLOW_TRACKING_URI": uri}
+           "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri}
     done = subprocess.run(["bash", "-eu", "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

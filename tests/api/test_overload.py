@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from api.registry import ModelRegistry
+from sentiment.registry import ModelRegistry
 from tests.api.conftest import ServerThread
 
 

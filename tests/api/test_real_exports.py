@@ -16,12 +16,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.exports import read_metadata
 from api.main import create_app
-from api.predictor import load_predictor
-from api.preprocess import normalize_for_transformer
 from api.settings import Settings
 from benchmarks.tweets import make_tweets
+from sentiment.exports import read_metadata
+from sentiment.predictor import load_predictor
+from sentiment.preprocess import normalize_for_transformer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXPORTS = PROJECT_ROOT / "exports"

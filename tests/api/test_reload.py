@@ -21,11 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.exports import METADATA_FILE
 from api.main import create_app
-from api.manifest import ModelEntry, publish
-from api.predictor import Predictor, load_predictor
-from api.registry import ModelRegistry
+from sentiment.exports import METADATA_FILE
+from sentiment.manifest import ModelEntry
+from sentiment.predictor import Predictor, load_predictor
+from sentiment.publish import publish_state
+from sentiment.registry import ModelRegistry
 from tests.api.conftest import CountingPredictor, ServerThread
 
 ADMIN = "a-long-admin-key-for-tests"
@@ -53,12 +54,12 @@ def root(exports_dir: Path, tmp_path: Path) -> Path:
     root = tmp_path / "exports"
     root.mkdir()
     _version(exports_dir / "tiny-lr", root / "tiny-lr@1", "1")
-    publish(root, "tiny-lr", {"tiny-lr": ModelEntry("tiny-lr@1", "1")}, "export")
+    publish_state(root, "tiny-lr", {"tiny-lr": ModelEntry("tiny-lr@1", "1")}, "export")
     return root
 
 
 def _publish(root: Path, folder: str, version: str) -> None:
-    publish(root, "tiny-lr", {"tiny-lr": ModelEntry(folder, version)}, "retrain")
+    publish_state(root, "tiny-lr", {"tiny-lr": ModelEntry(folder, version)}, "retrain")
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -163,8 +164,8 @@ def test_the_manifest_champion_is_the_default(exports_dir: Path, tmp_path: Path,
     root = tmp_path / "exports"
     _version(exports_dir / "tiny-lr", root / "tiny-lr", "1")
     _version(exports_dir / "tiny-bert", root / "tiny-bert", "1")  # aliased champion in its metadata
-    publish(root, "tiny-lr", {"tiny-lr": ModelEntry("tiny-lr", "1"), "tiny-bert": ModelEntry("tiny-bert", "1")},
-            "export")
+    publish_state(root, "tiny-lr", {"tiny-lr": ModelEntry("tiny-lr", "1"), "tiny-bert": ModelEntry("tiny-bert", "1")},
+                  "export")
     registry = ModelRegistry(settings_factory(root))
     registry.load()
     assert registry.default_name == registry.champion == "tiny-lr"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.settings import PROJECT_ROOT, Settings
+from api.settings import Settings
+from sentiment.settings import PROJECT_ROOT
 
 
 @pytest.fixture(autouse=True)

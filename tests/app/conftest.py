@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api.exports import LABELS, METADATA_FILE, SCHEMA_VERSION, sha256_file
-from api.preprocess import PREPROCESSING_VERSION
+from sentiment.exports import LABELS, METADATA_FILE, SCHEMA_VERSION, sha256_file
+from sentiment.preprocess import PREPROCESSING_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE_FLAGS = {
@@ -39,7 +39,7 @@ for _flag, _value in OFFLINE_FLAGS.items():
 
 
 class FakePredictor:
-    """A predictor with the ``api.predictor`` contract whose answer depends on words in the text."""
+    """A predictor with the ``sentiment.predictor`` contract whose answer depends on words in the text."""
 
     def __init__(self, name: str = "fake-lexicon", version: str = "7", family: str = "classical",
                  aliases: Sequence[str] = ("champion",)) -> None:

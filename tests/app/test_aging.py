@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from api.manifest import ModelEntry, publish
 from app import aging
 from app.alerts import AlertRule
-from app.feedback import FeedbackStore
 from app.settings import get_settings
+from sentiment.feedback import FeedbackStore
+from sentiment.manifest import ModelEntry
+from sentiment.publish import publish_state
 from tests.app.conftest import write_metadata
 from tests.app.test_pages import SECRET, fakes, open_page, unlock  # noqa: F401 - fakes is a fixture
 
@@ -54,8 +55,8 @@ def test_chart_draws_accuracy_per_version_alerts_and_publications(tmp_path: Path
         (tmp_path / folder / "model.onnx").write_bytes(b"not read here")
         write_metadata(tmp_path / folder, name="m", version=version, family="classical",
                        variants={"onnx": "model.onnx"}, default_variant="onnx")
-    publish(tmp_path, "m", {"m": ModelEntry("m", "1")}, "export")
-    publish(tmp_path, "m", {"m": ModelEntry("m@2", "2")}, "retrain", run_id="abcdef1234567890")
+    publish_state(tmp_path, "m", {"m": ModelEntry("m", "1")}, "export")
+    publish_state(tmp_path, "m", {"m": ModelEntry("m@2", "2")}, "retrain", run_id="abcdef1234567890")
     rows = [_row(m, "down") for m in range(5)] + [_row(m, "up", version="2") for m in range(60, 70)]
     figure, summary = aging.ageing_view(rows, tmp_path, AlertRule(threshold=3, window=timedelta(minutes=5)))
 

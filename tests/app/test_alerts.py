@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.alerts import KQL_FILE, TEMPLATE_FILE, AlertRule, evaluate
-from app.feedback import FeedbackStore
 from app.settings import AppSettings
 from app.telemetry import EVENT_NAME
+from sentiment.feedback import FeedbackStore
 
 
 class Clock:

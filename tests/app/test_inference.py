@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.batching import DeadlineError, QueueFullError
 from app.inference import (
     EXAMPLE_TWEETS,
     MAX_TWEET_CHARS,
@@ -22,24 +21,28 @@ from app.inference import (
     score_frame,
     validate_tweet,
 )
+from sentiment.batching import DeadlineError, QueueFullError
 from tests.app.conftest import FakePredictor
 
 
 @pytest.mark.parametrize("text, expected", [("", "empty"), ("   \n", "empty"), (None, "empty"),
-                                            ("x" * (MAX_TWEET_CHARS + 1), "281 characters"), ("fine", None)])
-def test_validate_tweet(text: str | None, expected: str | None) -> None:
-    message = validate_tweet(text)
+                                            ("\u200b", "nothing visible"), ("x" * (MAX_TWEET_CHARS + 1), None),
+                                            ("x" * 1001, "1,001 characters"), ("fine", None)])
+def test_validate_tweet_is_the_api_check(text: str | None, expected: str | None) -> None:
+    """The page accepts what the API accepts: up to MAX_TEXT_CHARS, and something visible (280 was the page's own)."""
+    message = validate_tweet(text, 1000)
     assert (message is None) if expected is None else (expected in message)
 
 
-def test_char_count() -> None:
-    assert char_count("hello") == "5 / 280 characters"
-    assert char_count(None) == "0 / 280 characters"
-    assert "2 too many" in char_count("x" * 282)
+def test_char_count_guides_to_a_tweet_and_refuses_past_the_limit() -> None:
+    assert char_count("hello", 1000) == "5 / 280 characters"
+    assert char_count(None, 1000) == "0 / 280 characters"
+    assert "longer than a tweet" in char_count("x" * 282, 1000) and ":orange[" in char_count("x" * 282, 1000)
+    assert "2 over the limit of 1,000" in char_count("x" * 1002, 1000)
 
 
 def test_examples_fit_in_a_tweet() -> None:
-    assert all(validate_tweet(t) is None for t in EXAMPLE_TWEETS)
+    assert all(validate_tweet(t, MAX_TWEET_CHARS) is None for t in EXAMPLE_TWEETS)
 
 
 def test_predict_and_predict_all() -> None:
@@ -72,12 +75,16 @@ def test_read_csv_errors(data: bytes, message: str) -> None:
 
 
 def test_score_frame_skips_empty_rows_flags_long_ones_and_reports_progress() -> None:
-    frame = pd.DataFrame({"text": ["love it", "", "worst trip", "great " * 60]})
+    frame = pd.DataFrame({"text": ["love it", "", "worst trip", "great " * 60, "x" * 1001]})
     shares: list[float] = []
-    out = score_frame(FakePredictor(), frame, batch_size=2, progress=lambda share, _: shares.append(share))
-    assert list(out["label"]) == ["positive", "", "negative", "positive"]
-    assert out["note"].tolist()[1] == "empty: not scored" and "longer than 280" in out["note"].tolist()[3]
-    assert out["confidence"].isna().tolist() == [False, True, False, False]
+    out = score_frame(FakePredictor(), frame, max_chars=1000, batch_size=2,
+                      progress=lambda share, _: shares.append(share))
+    # The engine's one layout: the input columns, then label, confidence, p_positive, model, version, reason.
+    assert list(out.columns) == ["text", "label", "confidence", "p_positive", "model", "version", "reason"]
+    assert list(out["label"]) == ["positive", None, "negative", "positive", None]
+    assert out["reason"].tolist() == [None, "empty", None, None, "too_long"]
+    assert out["confidence"].isna().tolist() == [False, True, False, False, True]
+    assert set(out["model"]) == {"fake-lexicon"} and set(out["version"]) == {"7"}
     assert shares[-1] == 1.0 and shares == sorted(shares)
 
 
@@ -188,8 +195,8 @@ def test_score_frame_waits_retry_after_when_the_queue_is_busy_and_says_so() -> N
     frame = pd.DataFrame({"text": [f"love it {i}" for i in range(5)]})
     sleeps: list[float] = []
     notes: list[tuple[float, str]] = []
-    out = score_frame(model, frame, batch_size=2, progress=lambda share, text: notes.append((share, text)),
-                      sleep=sleeps.append)
+    out = score_frame(model, frame, max_chars=1000, batch_size=2,
+                      progress=lambda share, text: notes.append((share, text)), sleep=sleeps.append)
     assert sleeps == [3, 2]
     assert model.sizes == [2, 2, 1]  # chunks sent one after another
     assert list(out["label"]) == ["positive"] * 5
@@ -204,7 +211,8 @@ def test_score_frame_gives_up_after_bounded_retries_with_a_clear_error() -> None
     model = BusyPredictor([], always=QueueFullError("busy", retry_after=4))
     sleeps: list[float] = []
     with pytest.raises(BusyError, match="nothing was kept. Try again in 4 s") as raised:
-        score_frame(model, pd.DataFrame({"text": ["a", "b", "c"]}), batch_size=2, retries=2, sleep=sleeps.append)
+        score_frame(model, pd.DataFrame({"text": ["a", "b", "c"]}), max_chars=1000, batch_size=2, retries=2,
+                    sleep=sleeps.append)
     assert sleeps == [4, 4] and raised.value.retry_after == 4
 
 

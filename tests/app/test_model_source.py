@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from api.manifest import ModelEntry, read_manifest
-from api.registry import ModelRegistry
 from api.settings import Settings as ApiSettings
 from app.model_source import AliasFollower, parse_alias_uri
 from app.settings import AppSettings
+from sentiment.manifest import ModelEntry, read_manifest
+from sentiment.registry import ModelRegistry
 
 MODEL = "tiny-tfidf"  # the export of tests/app/conftest.py
 

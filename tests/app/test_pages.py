@@ -14,13 +14,13 @@ from streamlit.runtime.context import StreamlitHeaders
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block, Node
 
-from api.batching import QueueFullError
-from api.registry import ModelRegistry
 from api.settings import Settings as ApiSettings
 from app import runs, services
 from app.auth import LoginGuard
-from app.feedback import FeedbackFilter, FeedbackStore
 from app.settings import get_settings
+from sentiment.batching import QueueFullError
+from sentiment.feedback import FeedbackFilter, FeedbackStore
+from sentiment.registry import ModelRegistry
 from tests.app.conftest import FakePredictor, write_metadata, write_run_records
 from tests.app.fake_ingestion import FakeIngestion
 
@@ -111,14 +111,23 @@ def test_model_picker_defaults_to_the_champion(fakes: dict) -> None:
     assert at.metric[0].value == "Negative" and any("fake-other v2" in c for c in captions(at))
 
 
-@pytest.mark.parametrize("text, message", [("   ", "empty"), ("x" * 281, "281 characters")])
+@pytest.mark.parametrize("text, message", [("   ", "empty"), ("\u200b", "nothing visible"),
+                                           ("x" * 1001, "1,001 characters")])
 def test_empty_or_overlong_input_gets_a_clear_message(fakes: dict, text: str, message: str) -> None:
+    """The page refuses what the API refuses (MAX_TEXT_CHARS, invisible-only text), with the API's limit."""
     at = predict(new_app().run(), text)
     assert message in at.warning[0].value
-    if len(text) > 280:
-        assert "1 too many" in captions(at)[0]
+    if len(text) > 1000:
+        assert "1 over the limit of 1,000" in captions(at)[0]
     assert not at.metric and not at.feedback
     assert sum(m.calls for m in fakes.values()) == 0
+
+
+def test_a_text_longer_than_a_tweet_is_scored_as_the_api_would(fakes: dict) -> None:
+    """281 to 1,000 characters: the API answers, so the page does too; the counter only guides."""
+    at = predict(new_app().run(), "great crew " * 30)
+    assert not at.warning and at.metric
+    assert "longer than a tweet" in captions(at)[0]
 
 
 def test_example_tweet_fills_the_text_area(fakes: dict) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from api.exports import METADATA_FILE
-from api.manifest import ModelEntry, publish
 from app import services
 from app.settings import get_settings
+from sentiment.exports import METADATA_FILE
+from sentiment.manifest import ModelEntry
+from sentiment.publish import publish_state
 
 MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
 MODEL = "tiny-tfidf"  # the export of tests/app/conftest.py
@@ -34,7 +35,7 @@ def test_the_pages_show_the_version_swapped_in(app_env: Path, classical_export: 
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     root = app_env / "served"
     _version(classical_export / MODEL, root / f"{MODEL}@1", "1")
-    publish(root, MODEL, {MODEL: ModelEntry(f"{MODEL}@1", "1")}, "export")
+    publish_state(root, MODEL, {MODEL: ModelEntry(f"{MODEL}@1", "1")}, "export")
     monkeypatch.setenv("EXPORTS_DIR", str(root))
     get_settings.cache_clear()
 
@@ -44,7 +45,7 @@ def test_the_pages_show_the_version_swapped_in(app_env: Path, classical_export: 
     assert any(f"{MODEL} v1" in c.value for c in at.caption)
 
     _version(classical_export / MODEL, root / f"{MODEL}@2", "2")
-    publish(root, MODEL, {MODEL: ModelEntry(f"{MODEL}@2", "2")}, "retrain")
+    publish_state(root, MODEL, {MODEL: ModelEntry(f"{MODEL}@2", "2")}, "retrain")
     registry = services.model_registry()  # the one the mounted API serves and reloads
     assert asyncio.run(registry.reload()).outcome == "swapped"
 

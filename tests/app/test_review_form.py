@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Radio, TextInput
 
-from app.feedback import FeedbackStore
 from app.settings import get_settings
+from sentiment.feedback import FeedbackStore
 
 MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
 SECRET = "a-maintainer-secret-for-tests"

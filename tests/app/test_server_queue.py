@@ -22,16 +22,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from api.main import create_app
-from api.predictor import Predictor, load_predictor
-from api.registry import ModelRegistry
 from api.settings import Settings
 from app import services
 from app.inference import score_frame
+from sentiment.predictor import Predictor, load_predictor
+from sentiment.registry import ModelRegistry
 from tests.api.conftest import ServerThread
 
 MAIN = Path(__file__).resolve().parents[2] / "app" / "entry" / "main.py"
 MODEL = "tiny-tfidf"  # the export of tests/app/conftest.py
-WORKER_THREAD = f"predict-{MODEL}_0"  # the batcher's one thread (api.batching.MicroBatcher's executor)
+WORKER_THREAD = f"predict-{MODEL}_0"  # the batcher's one thread (sentiment.batching.MicroBatcher's executor)
 GATE_TIMEOUT_S = 10.0
 
 
@@ -242,7 +242,7 @@ def test_a_batch_waits_for_a_full_queue_from_another_thread_then_completes(serve
 
     def script() -> None:  # a Streamlit script thread
         outcome["frame"] = score_frame(QueuedModel(server.registry, server.registry.get(MODEL)), frame,
-                                       batch_size=4, progress=lambda _, text: notes.append(text), sleep=sleep)
+                                       max_chars=1000, batch_size=4, progress=lambda _, text: notes.append(text), sleep=sleep)
 
     page = threading.Thread(target=script, name="ScriptRunner.scriptThread")
     page.start()

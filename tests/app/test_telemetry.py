@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.feedback import FeedbackFilter, FeedbackStore
 from app.settings import get_settings
 from app.telemetry import EVENT_NAME, AppInsightsSender, RetryPolicy, TelemetryFlusher, build_flusher
+from sentiment.feedback import FeedbackFilter, FeedbackStore
 from tests.app.fake_ingestion import FakeIngestion, connection_string
 
 

@@ -1,4 +1,4 @@
-"""The engine-free part of batch scoring: reasons, bounded predictor calls, output columns, the worker cache."""
+"""The Spark-free part of batch scoring: output columns and reasons on a pandas index, the worker cache."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.exports import ExportError
-from api.predictor import Predictor, load_predictor
 from batch import spark as batch_spark
-from batch.scoring import EMPTY, MISSING, OUTPUT_COLUMNS, TOO_LONG, predict_in_chunks, problem, score_texts
+from batch.scoring import OUTPUT_COLUMNS, score_texts
+from sentiment.exports import ExportError
+from sentiment.predictor import Predictor, load_predictor
+from sentiment.scoring import EMPTY, MISSING, TOO_LONG
 
 TFIDF_LR = Path(__file__).resolve().parents[2] / "exports" / "tfidf-lr"
 
@@ -33,24 +34,6 @@ class RecordingPredictor(Predictor):
 @pytest.fixture(scope="module")
 def tfidf_lr() -> Predictor:
     return load_predictor(TFIDF_LR)
-
-
-@pytest.mark.parametrize(("text", "reason"), [
-    (None, MISSING), (float("nan"), MISSING), ("", EMPTY), ("   \t", EMPTY), ("&nbsp;", EMPTY),
-    ("\u200b\u2060", EMPTY), ("x" * 11, TOO_LONG), ("x" * 10, None), ("ok 👍", None),
-])
-def test_problem_follows_the_api_checks(text: object, reason: str | None) -> None:
-    assert problem(text, max_chars=10) == reason
-
-
-def test_every_call_is_bounded_and_rows_keep_their_order(tfidf_lr: Predictor) -> None:
-    recording = RecordingPredictor(tfidf_lr)
-    texts = [f"great flight number {i}" if i % 3 else f"awful delay number {i}" for i in range(200)]
-    proba = predict_in_chunks(recording, texts, chunk_rows=64)
-    assert recording.calls == [64, 64, 64, 8]
-    np.testing.assert_array_equal(proba, tfidf_lr.predict_proba(texts))
-    with pytest.raises(ValueError, match="chunk_rows"):
-        predict_in_chunks(recording, texts, chunk_rows=0)
 
 
 def test_bad_rows_get_a_reason_and_no_label(tfidf_lr: Predictor) -> None:

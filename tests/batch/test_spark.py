@@ -22,10 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pyspark.errors import PySparkException
 
-from api.exports import ExportError
 from api.main import create_app
-from batch.scoring import EMPTY, MISSING, TOO_LONG
 from batch.spark import choose_model, main, score, spark_session
+from sentiment.exports import ExportError
+from sentiment.scoring import EMPTY, MISSING, TOO_LONG
 from tests.api.conftest import build_classical_export, build_transformer_export, make_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""Static checks of compose.yaml, compose.host.yaml and the nginx configurations; the stack itself runs in
-`make docker-test` (docker/compose.sh)."""
+"""Static checks of deploy/compose (compose.yaml, compose.override.yaml, compose.host.yaml) and the nginx
+configurations; the stack itself runs in `make docker-test` (deploy/docker/compose.sh)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,27 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "docker"))
-import compose_smoke  # noqa: E402  (docker/ is scripts, not a package)
+COMPOSE = ROOT / "deploy" / "compose"
+DOCKER = ROOT / "deploy" / "docker"
+sys.path.insert(0, str(DOCKER))
+import compose_smoke  # noqa: E402  (deploy/docker/ is scripts, not a package)
 
 
 def load(name: str) -> dict:
-    return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+    return yaml.safe_load((COMPOSE / name).read_text(encoding="utf-8"))
+
+
+def build_files(service: dict) -> tuple[Path, Path]:
+    """(context, Dockerfile) of a service's build section, resolved as Compose does: the context against the
+    folder of the compose files, the Dockerfile against the context."""
+    context = (COMPOSE / service["build"]["context"]).resolve()
+    return context, context / service["build"]["dockerfile"]
+
+
+def mounted_file(service: dict) -> Path:
+    """The host side of a service's one bind-mounted file, resolved against the folder of the compose files."""
+    (volume,) = service["volumes"]
+    return (COMPOSE / volume.split(":")[0]).resolve()
 
 
 def test_the_stack_of_the_seed_on_bridge_networks() -> None:
@@ -37,7 +52,12 @@ def test_the_stack_of_the_seed_on_bridge_networks() -> None:
         for key, value in (service.get("environment") or {}).items():
             if key in ("API_KEYS", "MAINTAINER_SECRET", "APPLICATIONINSIGHTS_CONNECTION_STRING"):
                 assert value == f"${{{key}:-}}", f"{key} must come from the environment"
-    nginx = (ROOT / "docker/nginx.conf").read_text()
+    # Every image builds from the repository root (where .dockerignore is), with its Dockerfile in deploy/docker.
+    for name, dockerfile in (("mlflow", "mlflow.Dockerfile"), ("api", "Dockerfile.cpu"), ("app", "Dockerfile.full")):
+        assert build_files(services[name]) == (ROOT, DOCKER / dockerfile), name
+        assert (DOCKER / dockerfile).is_file()
+    assert mounted_file(services["proxy"]) == DOCKER / "nginx.conf"
+    nginx = (DOCKER / "nginx.conf").read_text()
     assert "server api:8000;" in nginx and "listen 8080;" in nginx
     published = load("compose.override.yaml")["services"]
     assert published == {"mlflow": {"ports": ["5000:5000"]}, "proxy": {"ports": ["8000:8080"]},
@@ -53,13 +73,14 @@ def test_the_host_override_gives_every_service_its_own_port() -> None:
     assert host["api"]["deploy"]["replicas"] == 1
     ports = {"mlflow": host["mlflow"]["environment"]["MLFLOW_PORT"], "api-1": host["api"]["environment"]["UVICORN_PORT"],
              "api-2": host["api-2"]["environment"]["UVICORN_PORT"], "app": host["app"]["environment"]["UVICORN_PORT"]}
-    nginx = (ROOT / "docker/nginx.host.conf").read_text()
+    assert mounted_file(host["proxy"]) == DOCKER / "nginx.host.conf"
+    nginx = (DOCKER / "nginx.host.conf").read_text()
     (proxy_port,) = re.findall(r"listen 127\.0\.0\.1:(\d+);", nginx)
     ports["proxy"] = proxy_port
     assert len(set(ports.values())) == len(ports)
     assert re.findall(r"server 127\.0\.0\.1:(\d+);", nginx) == [ports["api-1"], ports["api-2"]]
     assert host["app"]["environment"]["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{ports['mlflow']}"
-    # The checks of docker/compose_smoke.py ask the same ports.
+    # The checks of deploy/docker/compose_smoke.py ask the same ports.
     for name, url in compose_smoke.READY.items():
         assert url.startswith(f"http://127.0.0.1:{ports[name]}/"), (name, url)
 
@@ -69,6 +90,7 @@ def test_the_host_override_gives_every_service_its_own_port() -> None:
 @pytest.mark.parametrize("files", [["compose.yaml", "compose.override.yaml"], ["compose.yaml", "compose.host.yaml"]],
                          ids=["bridge", "host"])
 def test_docker_compose_accepts_the_files(files: list[str]) -> None:
-    command = ["docker-compose", *[arg for f in files for arg in ("-f", f)], "config", "-q"]
+    # Named from the repository root, as deploy/docker/compose.sh does.
+    command = ["docker-compose", *[arg for f in files for arg in ("-f", f"deploy/compose/{f}")], "config", "-q"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

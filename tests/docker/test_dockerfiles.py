@@ -1,4 +1,5 @@
-"""Static checks of the Dockerfiles, .dockerignore and docker/test.sh; the real build and run is `make docker-test`."""
+"""Static checks of the Dockerfiles, .dockerignore and deploy/docker/test.sh; the real build and run is
+`make docker-test`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "deploy" / "docker"
 IMAGES = {"Dockerfile.cpu": ("api", 8000, "/healthz"), "Dockerfile.full": ("app", 8501, "/_stcore/health")}
 SECRETS = ("APPLICATIONINSIGHTS_CONNECTION_STRING", "MAINTAINER_SECRET", "API_KEYS")
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
-    text = (ROOT / dockerfile).read_text()
+    """(INSTRUCTION, arguments) pairs of deploy/docker/<dockerfile>, continuation lines joined and comments dropped."""
+    text = (DOCKER / dockerfile).read_text()
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
     return [(m.group(1).upper(), m.group(2)) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)]
@@ -52,7 +54,16 @@ def test_lean_image_installs_no_heavy_stack() -> None:
               if re.match(r"^[A-Za-z0-9]", line)}
     assert not locked & {"torch", "transformers", "mlflow", "mlflow-skinny", "streamlit", "pandas", "scikit-learn"}
     copied = [args for name, args in instructions("Dockerfile.cpu") if name == "COPY" and "--from" not in args]
-    assert sorted(copied) == ["api/ /app/api/", "exports/ /app/exports/", "requirements/api.txt wheelhous[e] /tmp/wheels/"]
+    assert sorted(copied) == ["api/ /app/api/", "exports/ /app/exports/", "requirements/api.txt wheelhous[e] /tmp/wheels/",
+                              "sentiment/ /app/sentiment/"]
+
+
+def test_both_images_copy_the_engine_package() -> None:
+    """api/ (and app/) import sentiment/: each image copies it beside api/, and the build context lets it in."""
+    for dockerfile in IMAGES:
+        copied = [args for name, args in instructions(dockerfile) if name == "COPY" and "--from" not in args]
+        assert "api/ /app/api/" in copied and "sentiment/ /app/sentiment/" in copied, dockerfile
+    assert (ROOT / "sentiment").is_dir()
 
 
 def test_full_image_keeps_feedback_on_a_volume() -> None:
@@ -67,7 +78,9 @@ def test_dockerignore_is_an_allowlist_without_state_or_fp32() -> None:
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"
-    assert {"!api/", "!app/", "!exports/", "!requirements/", "!wheelhouse/"} <= set(lines)
+    assert {"!api/", "!sentiment/", "!app/", "!exports/", "!requirements/", "!wheelhouse/"} <= set(lines)
+    # The build context is the repository root: .dockerignore applies there, and nothing of deploy/ is let in.
+    assert not [line for line in lines if line.startswith("!deploy")]
     assert not [line for line in lines if line.startswith("!") and line.rstrip("/") in ("!tests", "!data", "!.venv")]
     assert "exports/*/model.fp32.onnx" in lines
 
@@ -75,18 +88,37 @@ def test_dockerignore_is_an_allowlist_without_state_or_fp32() -> None:
 def test_test_script_parses() -> None:
     bash = shutil.which("bash")
     assert bash is not None
-    subprocess.run([bash, "-n", str(ROOT / "docker/test.sh")], check=True)
+    for script in ("test.sh", "compose.sh"):
+        subprocess.run([bash, "-n", str(DOCKER / script)], check=True)
+
+
+def test_the_scripts_name_files_that_exist() -> None:
+    """test.sh runs from the repository root: every deploy/ path it and compose.sh name is there, the Make target
+    runs it, and the host stack is named with -f (which leaves compose.override.yaml's published ports out)."""
+    scripts = {name: (DOCKER / name).read_text() for name in ("test.sh", "compose.sh")}
+    assert 'cd "$(dirname "$0")/../.."' in scripts["test.sh"]
+    named = set()
+    for text in scripts.values():
+        named |= set(re.findall(r"(?<![\w/.])deploy/[\w./-]*[\w]", text))
+    assert {"deploy/docker/Dockerfile.cpu", "deploy/docker/Dockerfile.full", "deploy/docker/mlflow.Dockerfile",
+            "deploy/docker/smoke.py", "deploy/docker/compose_smoke.py", "deploy/docker/compose.sh",
+            "deploy/compose/compose.yaml", "deploy/compose/compose.host.yaml"} <= named
+    assert [path for path in sorted(named) if not (ROOT / path).exists()] == []
+    assert "-f deploy/compose/compose.yaml -f deploy/compose/compose.host.yaml" in scripts["compose.sh"]
+    assert "compose.override.yaml" not in scripts["compose.sh"].split("COMPOSE_FILES=", 1)[1]
+    assert re.search(r"^docker-test:.*\n\tbash deploy/docker/test\.sh$", (ROOT / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_both_images_choose_the_same_exports_and_leave_out_only_mpnet(tmp_path: Path) -> None:
     """The EXPORTS build argument: every committed model but the opt-in mpnet, and `select` accepts the list."""
-    from api.manifest import read_manifest, select
+    from sentiment.manifest import read_manifest
+    from sentiment.publish import select
 
     arguments = set()
     for dockerfile in IMAGES:
         steps = instructions(dockerfile)
         arguments |= {args for name, args in steps if name == "ARG" and args.startswith("EXPORTS=")}
-        assert any(name == "RUN" and "api.manifest select" in args and '--keep "$EXPORTS"' in args for name, args in steps)
+        assert any(name == "RUN" and "sentiment.publish select" in args and '--keep "$EXPORTS"' in args for name, args in steps)
     assert len(arguments) == 1, arguments
     chosen = arguments.pop().removeprefix("EXPORTS=").strip('"').split()
     committed = {p.parent.name for p in (ROOT / "exports").glob("*/metadata.json")}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.exports import read_metadata
-from api.predictor import Predictor, discover, load_predictor
+from sentiment.exports import read_metadata
+from sentiment.predictor import Predictor, discover, load_predictor
 from training import config
 from training.data import load
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from api.predictor import load_predictor
+from sentiment.predictor import load_predictor
 from tests.api.conftest import build_transformer_export
 from tests.training.conftest import synthetic_tweets, write_kaggle_csv
 from training import config, distill

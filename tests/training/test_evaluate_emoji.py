@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.predictor import TransformerPredictor, load_predictor
-from api.preprocess import normalize_for_transformer
+from sentiment.predictor import TransformerPredictor, load_predictor
+from sentiment.preprocess import normalize_for_transformer
 from tests.api.conftest import build_classical_export, build_transformer_export
 from training import evaluate_emoji
 from training.data import Dataset

@@ -11,8 +11,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from api.exports import read_metadata
-from api.predictor import discover, load_predictor
+from sentiment.exports import read_metadata
+from sentiment.predictor import discover, load_predictor
 from tests.training.conftest import synthetic_tweets, write_kaggle_csv
 from training import config, export, pipeline
 
@@ -88,8 +88,9 @@ def test_export_keeps_a_better_served_champion_the_registry_does_not_know(traine
     model over a better served champion that it never saw."""
     import shutil
 
-    from api.manifest import ModelEntry, publish, read_manifest
-    from training.bundle import write_metadata
+    from sentiment.exports import write_metadata
+    from sentiment.manifest import ModelEntry, read_manifest
+    from sentiment.publish import publish_state
 
     root = tmp_path / "exports"
     shutil.copytree(trained["exports"], root)
@@ -103,8 +104,8 @@ def test_export_keeps_a_better_served_champion_the_registry_does_not_know(traine
         meta["aliases"] = [name]
         meta.pop("files", None)
         write_metadata(root / name, meta)
-    publish(root, "elder", {name: ModelEntry(name, str(read_metadata(root / name)["version"]))
-                            for name in ("elder", "tfidf-lr", "minilm")}, "export")
+    publish_state(root, "elder", {name: ModelEntry(name, str(read_metadata(root / name)["version"]))
+                                  for name in ("elder", "tfidf-lr", "minilm")}, "export")
 
     export.main(["--exports-dir", str(root)])
     assert read_manifest(root).champion == "elder"

@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from api.exports import read_metadata
-from api.predictor import load_predictor
+from sentiment.exports import read_metadata
+from sentiment.predictor import load_predictor
 from tests.training.conftest import synthetic_tweets, write_kaggle_csv
 from training import config, export, mpnet_weights, pipeline
 from training.tracking import setup

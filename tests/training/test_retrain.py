@@ -15,9 +15,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from api.manifest import read_manifest
-from api.predictor import load_predictor
-from app.feedback import FeedbackStore
+from sentiment.feedback import FeedbackStore
+from sentiment.manifest import read_manifest
+from sentiment.predictor import load_predictor
 from tests.training.conftest import FILLER, NEGATIVE, POSITIVE, synthetic_tweets, write_kaggle_csv
 from training import config, export, pipeline, publish, retrain
 from training.config import RetrainSettings

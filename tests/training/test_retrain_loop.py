@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.feedback import FeedbackStore
+from sentiment.feedback import FeedbackStore
 from tests.http_load import Load, free_port, wait_ready
 from tests.training.conftest import synthetic_tweets, write_kaggle_csv
 from tests.training.test_retrain import slang_tweets

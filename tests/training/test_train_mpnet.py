@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from api.exports import read_metadata, sha256_file
-from api.predictor import load_predictor
+from sentiment.exports import read_metadata, sha256_file
+from sentiment.predictor import load_predictor
 from tests.training.conftest import synthetic_tweets
 from training import train_transformer as tt
 from training.bundle import FP32_FILE, INT8_FILE, MAX_FILE_BYTES, max_abs_diff, transformer_bundle

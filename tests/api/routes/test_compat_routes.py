@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from api.exports import SENTIMENT140_CODES
 from api.main import create_app
+from sentiment.exports import SENTIMENT140_CODES
 
 
 def test_root_message(client) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.predictor import load_predictor
-from api.registry import ModelRegistry
+from sentiment.predictor import load_predictor
+from sentiment.registry import ModelRegistry
 
 
 def test_readiness_before_and_after_load(exports_dir, settings_factory) -> None:

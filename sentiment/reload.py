@@ -1,0 +1,267 @@
+"""Live reload: what ``EXPORTS_DIR`` asks to serve (the plan), swapping it in (:class:`Reloader`), the watcher.
+
+The plan comes from ``manifest.json`` when there is one (the champion and a folder per model), else from every
+sub-folder holding a ``metadata.json``. Its fingerprint hashes the manifest, each named ``metadata.json`` and
+the listing of each folder: a new version, another champion or a re-exported file changes it. The
+watcher compares fingerprints every ``RELOAD_INTERVAL_S``; reading a few small JSON files is all a check
+costs. A signal would be faster but single-process uvicorn exits on ``SIGHUP``: the authenticated route
+``POST /v1/admin/reload`` asks for a check at once instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sentiment.exports import METADATA_FILE, discover
+from sentiment.manifest import read_manifest
+
+if TYPE_CHECKING:
+    from sentiment.batching import MicroBatcher
+    from sentiment.registry import ModelRegistry, ServedModel
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["swapped", "unchanged", "refused", "not_ready"]
+
+
+@dataclass(frozen=True)
+class PlannedExport:
+    """One folder to serve; ``name`` and ``version`` are what the manifest promises (None without one)."""
+
+    folder: Path
+    digest: str
+    name: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``EXPORTS_DIR`` asks to serve now."""
+
+    exports: tuple[PlannedExport, ...]
+    champion: str | None
+    source: Literal["manifest", "folders"]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """The result of one check of ``EXPORTS_DIR``; ``models`` maps each served model to its version after it."""
+
+    outcome: Outcome
+    detail: str | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    default: str | None = None
+    load_seconds: float | None = None
+    swap_seconds: float | None = None
+    predictions_during_load: int | None = None
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""  # missing or unreadable: loading it will say why
+
+
+def plan_exports(exports_dir: Path) -> Plan:
+    """Read what ``exports_dir`` asks to serve (the manifest, else every export folder).
+
+    Raises:
+        sentiment.exports.ExportError: the manifest is invalid, or the folder does not exist.
+    """
+    root = Path(exports_dir)
+    manifest = read_manifest(root)
+    hasher = hashlib.sha256()
+    if manifest is not None:
+        hasher.update(json.dumps(manifest.to_dict(), sort_keys=True).encode())
+        exports = tuple(
+            PlannedExport(folder, _file_digest(folder / METADATA_FILE), name, entry.version)
+            for name, entry in manifest.models.items()
+            for folder in (manifest.folder(root, name),)
+        )
+        champion, source = manifest.champion, "manifest"
+    else:
+        exports = tuple(PlannedExport(f, _file_digest(f / METADATA_FILE)) for f in discover(root))
+        champion, source = None, "folders"
+    for export in exports:
+        hasher.update(f"{export.folder}\0{export.digest}\0{_listing(export.folder)}\0".encode())
+    return Plan(exports, champion, source, hasher.hexdigest())
+
+
+def _listing(folder: Path) -> str:
+    """Name, size and modification time of every file in ``folder``: a copy still in progress when it was last
+    refused is tried again once it is complete, although its ``metadata.json`` did not change meanwhile."""
+    try:
+        return ";".join(f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                        for p in sorted(folder.rglob("*")) if p.is_file())
+    except OSError:
+        return ""  # vanished while listed: the next check sees what is there
+
+
+class Reloader:
+    """Swaps what ``EXPORTS_DIR`` asks for into a registry: load in a thread, swap, retire the old models.
+
+    A change is all or nothing: if any export it names cannot be served, nothing changes and the reason is kept
+    in :attr:`error` (shown by ``/readyz``) until a later change is served or the broken one is withdrawn.
+    """
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self.error: str | None = None
+        self.last_check_at: str | None = None
+        self.last_swap: ReloadReport | None = None
+        self._refused: str | None = None  # fingerprint (or error) of the change last refused
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._retiring: dict[asyncio.Task[None], list[ServedModel]] = {}
+        # Retired batchers a late caller (a page thread holding an old model) may have restarted; closed again
+        # when idle. Weak: a closed batcher nobody holds goes away with its model.
+        self._retired: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()
+
+    async def reload(self, *, retry_refused: bool = False) -> ReloadReport:
+        """Serve what ``EXPORTS_DIR`` asks for now, if it changed.
+
+        Args:
+            retry_refused: try again a change that was refused (the watcher skips it until it changes).
+
+        Returns:
+            ``swapped``, ``unchanged``, ``refused`` (the old models keep serving; ``detail`` says why) or
+            ``not_ready`` (the first load is still running).
+        """
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            for batcher in list(self._retired):
+                if not batcher.busy:
+                    await batcher.aclose()
+            return await self._reload(retry_refused)
+
+    async def retired(self) -> None:
+        """Wait until the models replaced so far are closed."""
+        while self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Close the batchers of every replaced model, drained or not (shutdown)."""
+        for task, models in list(self._retiring.items()):
+            task.cancel()
+            for model in models:
+                await model.batcher.aclose()
+        self._retiring.clear()
+        for batcher in list(self._retired):
+            await batcher.aclose()
+
+    async def _reload(self, retry_refused: bool) -> ReloadReport:
+        registry = self.registry
+        self.last_check_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        if registry.state not in ("ready", "failed"):
+            return ReloadReport("not_ready", f"models are {registry.state.replace('_', ' ')}")
+        current = registry.current
+        try:
+            plan = await asyncio.to_thread(plan_exports, registry.settings.exports_dir)
+        except Exception as error:
+            return self._refuse(f"error:{error}", error, retry_refused)
+        if current is not None and plan.fingerprint == current.fingerprint:
+            self._refused = self.error = None  # a refused change was withdrawn
+            return self._report("unchanged")
+        if plan.fingerprint == self._refused and not retry_refused:
+            return self._report("refused", self.error)
+        before = self._predictions()
+        started = time.perf_counter()
+        try:
+            # After a failed first load (no current) broken exports are skipped: anything loadable beats nothing.
+            snapshot, skipped = await asyncio.to_thread(registry.build, plan, current)
+        except Exception as error:
+            return self._refuse(plan.fingerprint, error, True)
+        load_seconds = time.perf_counter() - started
+        self._refused = self.error = None
+        if current is not None and snapshot.same_as(current):
+            registry.install(snapshot, skipped)  # e.g. the same folders published again: the new fingerprint
+            return self._report("unchanged")
+        swap_started = time.perf_counter()
+        registry.install(snapshot, skipped)
+        swap_seconds = time.perf_counter() - swap_started
+        report = self._report("swapped", load_seconds=load_seconds, swap_seconds=swap_seconds,
+                              predictions_during_load=self._predictions() - before)
+        self.last_swap = report
+        if registry.metrics is not None:
+            registry.metrics.reloads.labels("swapped").inc()
+            registry.metrics.reload_seconds.labels("load").set(load_seconds)
+            registry.metrics.reload_seconds.labels("swap").set(swap_seconds)
+        logger.info("models swapped", extra={
+            "models": snapshot.versions(), "previous": current.versions() if current else {},
+            "default": snapshot.default, "source": snapshot.source, "load_seconds": round(load_seconds, 3),
+            "swap_ms": round(swap_seconds * 1000, 3), "predictions_during_load": report.predictions_during_load})
+        replaced = [m for m in (current.models.values() if current else ()) if snapshot.models.get(m.name) is not m]
+        if replaced:
+            task = asyncio.get_running_loop().create_task(self._retire(replaced), name="retire-models")
+            self._retiring[task] = replaced
+            task.add_done_callback(lambda done: self._retiring.pop(done, None))
+        return report
+
+    def _refuse(self, key: str, error: Exception, report_again: bool) -> ReloadReport:
+        """Keep serving what is served and say why the change was refused (once per distinct change)."""
+        new = key != self._refused
+        self._refused, self.error = key, str(error)
+        if new or report_again:
+            metrics, current = self.registry.metrics, self.registry.current
+            if metrics is not None:
+                metrics.reloads.labels("refused").inc()
+            logger.error("reload refused: the served models stay", extra={
+                "reason": str(error), "served": current.versions() if current else {},
+                "exports_dir": str(self.registry.settings.exports_dir)})
+        return self._report("refused", str(error))
+
+    def _report(self, outcome: Outcome, detail: str | None = None, **timings: Any) -> ReloadReport:
+        current = self.registry.current
+        return ReloadReport(outcome, detail, current.versions() if current else {},
+                            current.default if current else None, **timings)
+
+    async def _retire(self, models: list[ServedModel]) -> None:
+        """Close the replaced models' batchers once the requests they hold are answered."""
+        started = time.perf_counter()
+        # Past the request deadline whatever is left has already been answered 503.
+        deadline = time.monotonic() + self.registry.settings.request_timeout_s + 1
+        while any(m.batcher.busy for m in models) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        for model in models:
+            await model.batcher.aclose()
+            self._retired.add(model.batcher)
+        drain_seconds = time.perf_counter() - started
+        if self.registry.metrics is not None:
+            self.registry.metrics.reload_seconds.labels("drain").set(drain_seconds)
+        logger.info("old models retired", extra={"models": {m.name: m.version for m in models},
+                                                 "drain_seconds": round(drain_seconds, 3)})
+
+    def _predictions(self) -> int:
+        metrics = self.registry.metrics
+        return metrics.predictions_served() if metrics is not None else 0
+
+
+async def watch(registry: ModelRegistry, interval_s: float) -> None:
+    """Check ``EXPORTS_DIR`` every ``interval_s`` seconds and swap in what changed (runs until cancelled)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await registry.reload()
+        except Exception:  # the watcher must outlive any surprise; the next tick tries again
+            logger.exception("reload check failed")
+
+
+def start_watcher(registry: ModelRegistry, interval_s: float) -> asyncio.Task[None] | None:
+    """Start :func:`watch` in the running loop; None when ``interval_s`` is 0 (watching disabled)."""
+    if interval_s <= 0:
+        return None
+    return asyncio.get_running_loop().create_task(watch(registry, interval_s), name="watch-exports")
