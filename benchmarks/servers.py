@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from sentiment.settings import PROJECT_ROOT
+
 HOST = "127.0.0.1"
 
 
