@@ -83,7 +83,8 @@ def transformer_config(family: str, work: Path, args: argparse.Namespace) -> Tra
              "train_limit": option("limit"), "time_budget_min": option("time_budget_min"),
              "freeze_embeddings": option("freeze_embeddings"), "freeze_layers": option("freeze_layers")}
     return tt.config_for(family, str(option("dir") or work / family), tiny=args.tiny, threads=args.threads,
-                         log_every=args.log_every, **{k: v for k, v in given.items() if v is not None})
+                         log_every=args.log_every, precision=args.precision,
+                         **{k: v for k, v in given.items() if v is not None})
 
 
 def run_transformer(family: str, splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path,
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="tiny randomly initialised transformers (tests, smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="transformers: bf16 autocast where the CPU supports it (auto), or forced")
     parser.add_argument("--log-every", type=int, default=20, help="training-loss logging interval (steps)")
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: artifacts/)")
     for family in TRANSFORMER_FAMILIES:

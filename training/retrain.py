@@ -103,7 +103,7 @@ def _budget_rows(family: str, minutes: float, feedback_rows: int, available: int
 
 
 def _transformer_args(family: str, args: argparse.Namespace, base: str | None, budget_min: float) -> argparse.Namespace:
-    options = argparse.Namespace(tiny=args.tiny, threads=args.threads, log_every=20)
+    options = argparse.Namespace(tiny=args.tiny, threads=args.threads, log_every=20, precision="auto")
     for name in pipeline.TRANSFORMER_FAMILIES:
         for option in _TRANSFORMER_OPTIONS:
             setattr(options, f"{name}_{option}", None)

@@ -66,3 +66,40 @@ def test_a_finished_run_from_before_the_family_settings_is_still_reused(tmp_path
     assert train(_cfg(tmp_path), data) == model_dir
     with pytest.raises(SystemExit, match="other settings"):
         train(_cfg(tmp_path, freeze_layers=1), data)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_tiny_run_trains_in_the_precision_asked(tmp_path: Path, precision: str) -> None:
+    """bf16 is forced here, whatever this CPU has: the forward pass really ran in bfloat16 (autocast)."""
+    model_dir = train(_cfg(tmp_path, precision=precision), _data(32))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["precision"] == precision
+    assert summary["compute_dtype"] == ("bfloat16" if precision == "bf16" else "float32")
+    from safetensors.torch import load_file
+
+    weights = load_file(model_dir / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values())  # autocast leaves the weights in fp32
+
+
+def test_auto_precision_follows_the_cpu_and_is_recorded(tmp_path: Path) -> None:
+    from training.train_transformer import bf16_supported, resolve_precision
+
+    assert bf16_supported("flags : fpu sse avx512f avx512_bf16 amx_tile") is True
+    assert bf16_supported("flags : fpu sse avx2") is False
+    assert resolve_precision("auto") == ("bf16" if bf16_supported() else "fp32")
+    with pytest.raises(SystemExit, match="--precision"):
+        resolve_precision("fp16")
+    train(_cfg(tmp_path), _data(16))
+    assert json.loads((tmp_path / "summary.json").read_text())["config"]["precision"] == resolve_precision("auto")
+
+
+def test_a_run_recorded_before_precision_existed_counts_as_fp32(tmp_path: Path) -> None:
+    data = _data(16)
+    model_dir = train(_cfg(tmp_path, precision="fp32"), data)
+    summary_path = tmp_path / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["config"]["precision"]
+    summary_path.write_text(json.dumps(summary))
+    assert train(_cfg(tmp_path, precision="fp32"), data) == model_dir
+    with pytest.raises(SystemExit, match="other settings"):
+        train(_cfg(tmp_path, precision="bf16"), data)
