@@ -219,9 +219,26 @@ def runs_table(runs: pd.DataFrame, champion: str | None) -> pd.DataFrame:
     param_columns = [c for c in frame.columns if c.startswith("params.")]
     table = frame[["model", "family", "start", "status", "run_id", *metric_columns, *param_columns]].copy()
     table.insert(0, "champion", table["model"] == champion)
-    table.columns = [c.removeprefix("metrics.").removeprefix("params.param.").removeprefix("params.")
-                     for c in table.columns]
+    table.columns = _display_names(list(table.columns))
     return table.sort_values(["champion", "start"], ascending=[False, False]).reset_index(drop=True)
+
+
+def _display_names(columns: list[str]) -> list[str]:
+    """Short column names (``metrics.test_accuracy`` → ``test_accuracy``) that never collide.
+
+    The columns the table builds (``champion``, ``model``, ``family``, ...) come first and keep their names; a
+    metric or parameter whose short name is taken is shown as ``metric <name>`` / ``param <name>`` (a run may
+    log a parameter called ``family``).
+    """
+    names: list[str] = []
+    for column in columns:
+        kind = "metric" if column.startswith("metrics.") else "param" if column.startswith("params.") else None
+        short = column.removeprefix("metrics.").removeprefix("params.param.").removeprefix("params.")
+        for candidate in (short, f"{kind} {short}", column):
+            if candidate not in names:
+                names.append(candidate)
+                break
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:

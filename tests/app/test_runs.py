@@ -113,6 +113,17 @@ def test_runs_table_puts_the_champion_first() -> None:
     assert len(table) == 3  # runs without a model name are left out
 
 
+def test_a_parameter_never_collides_with_a_column_the_table_builds() -> None:
+    """The mpnet run record has a parameter named ``family``: the Compare page crashed on the duplicate column."""
+    frame = _frame().assign(**{"params.family": ["minilm", "x", "mpnet", None], "params.model": ["m", "m", "m", None],
+                               "params.test_accuracy": ["p", "p", "p", None]})
+    table = runs.runs_table(frame, champion="minilm")
+    assert table.columns.is_unique
+    assert table["family"].tolist() == ["transformer", "classical", "classical"]  # the built column, not the param
+    assert {"param family", "param model", "param test_accuracy", "test_accuracy", "C"} <= set(table.columns)
+    assert table[table["family"].isin(["classical"])]["model"].tolist() == ["lr", "lr"]  # the page's filter
+
+
 def test_seeding_is_importable_without_streamlit() -> None:
     """Training code calls ``app.runs.seed_from_records``: importing it must not pull Streamlit or MLflow."""
     import subprocess
