@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 API_PORT ?= 8000
 
-.PHONY: help venv install-api install-app install-train install-dev install run serve test lint docs lock \
+.PHONY: help venv install-api install-app install-train install-dev install run serve test lint docs vendor-docs lock \
         train train-quick train-transformer evaluate export retrain rollback mlflow-ui mlflow-server bench docker-test clean
 
 help:
@@ -81,6 +81,9 @@ test: install-dev ## install everything and run the test suite
 lint: install-dev ## ruff, and the layering contracts of pyproject.toml (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+vendor-docs: ## re-fetch the API docs' pinned assets (Swagger UI, ReDoc) from npm into api/static/docs (committed)
+	bash api/static/vendor.sh
 
 docs: install-dev ## build the manual in docs/ into site/ (mkdocs-material, offline, --strict)
 	$(PY) docs/settings_table.py --check

@@ -35,6 +35,7 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import require_json
+from api.docs import asset_paths, install_docs
 from api.errors import validation_error_handler
 from api.middleware import RequestContextMiddleware
 from api.routes import admin, compat, health, models, predict
@@ -102,7 +103,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         lifespan=lifespan,
         # Counted on the streamed bytes as they arrive, not only on Content-Length (Starlette's body limit).
         max_body_size=settings.max_body_bytes,
+        # Served by api.docs from vendored assets: FastAPI's own pages load a CDN and stay blank offline.
+        docs_url=None, redoc_url=None,
     )
+    install_docs(app)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.state.settings = settings
     app.state.registry = registry
@@ -133,8 +137,7 @@ def _open_paths(app: FastAPI) -> set[str]:
     admin routes (they check their own key)."""
     routers = (health.router, compat.open_router, admin.router)
     paths = {route.path for router in routers for route in router.routes if hasattr(route, "path")}
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    return paths | {path for path in docs if path}
+    return paths | {app.openapi_url} | asset_paths()
 
 
 def _advertise_text_limit(app: FastAPI, max_text_chars: int) -> None:
