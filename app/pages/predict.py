@@ -164,4 +164,3 @@ with single:
     _single_tab(names, registry.default_name, champion)
 with batch:
     _batch_tab(names, registry.default_name)
-ui.telemetry_notice()

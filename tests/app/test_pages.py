@@ -303,6 +303,18 @@ def test_about_page_lists_the_models(fakes: dict) -> None:
     assert list(table["model"]) == ["fake-lexicon", "fake-other"] and list(table["champion"]) == [True, False]
 
 
+def test_operator_text_stays_out_of_the_users_way(fakes: dict) -> None:
+    """"Telemetry is off (APPLICATIONINSIGHTS_CONNECTION_STRING not set)" was on every Predict and About page."""
+    predict_page = predict(new_app().run(), "I love this great crew")
+    assert not any("Telemetry" in text or "APPLICATIONINSIGHTS" in text for text in captions(predict_page))
+    about = open_page("about.py")
+    operators = about.expander[0]
+    assert operators.label == "For operators"
+    outside = [c.value for c in about.caption if all(c.value != inner.value for inner in operators.caption)]
+    assert not any("Telemetry" in text for text in outside)
+    assert any("Telemetry is off" in c.value for c in operators.caption)
+
+
 def _texts(node: Node) -> Iterator[str]:
     yield str(node.proto)
     if isinstance(node, Block):
