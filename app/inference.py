@@ -41,6 +41,9 @@ _SENTIMENT140_COLUMNS = 6
 _LAYOUT_ROWS = 50  # rows looked at to tell a headerless layout
 SNIFF_BYTES = 64 * 1024  # prefix of an upload decoded to choose UTF-8 or latin-1
 MAX_LINE_CHARS = 131_072  # the csv module's default field limit: no tweet file has longer lines
+# A file of tweets has a text column and a few others (id, date, user): a header far wider than this is not one,
+# and every row would be padded to it (a 132 kB file with 65,000 columns took 1.6 GB).
+MAX_COLUMNS = 64
 # Retries of a batch chunk refused by a busy queue (QueueFullError, DeadlineError), each after its retry_after.
 BUSY_RETRIES = 3
 
@@ -174,9 +177,9 @@ class CsvError(ValueError):
 def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
     """The tweets of an uploaded CSV as a frame with a ``text`` column (other columns kept).
 
-    Accepted: a header with a ``text`` (or ``tweet``, ``content``, ``message``) column; Sentiment140's six
-    columns without header (text in the last); or a single column without header. UTF-8 (with or without BOM),
-    else latin-1.
+    Accepted: a header with a ``text`` (or ``tweet``, ``content``, ``message``) column, at most
+    :data:`MAX_COLUMNS` wide; Sentiment140's six columns without header (text in the last); or a single column
+    without header. UTF-8 (with or without BOM), else latin-1.
 
     The file is read as a stream, row by row, and reading stops at the first row past ``max_rows``: memory
     depends on the row limit, not on the size of the file.
@@ -230,6 +233,8 @@ def _frame(rows: Iterator[list[str]], max_rows: int) -> pd.DataFrame:
     first = next(rows, None)
     if first is None:
         raise CsvError("The file is empty.")
+    if len(first) > MAX_COLUMNS:
+        raise CsvError(f"The first row has {len(first):,} columns; a file of tweets has at most {MAX_COLUMNS}.")
     header = [cell.strip().lower() for cell in first]
     text_column = next((name for name in TEXT_COLUMNS if name in header), None)
     if text_column is not None:

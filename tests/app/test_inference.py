@@ -137,6 +137,35 @@ def test_memory_of_a_refused_file_is_bounded_by_the_row_limit_not_the_file_size(
     assert peak < 2 * 1024 * 1024, peak
 
 
+@pytest.mark.parametrize("names", [lambda i: "c", lambda i: f"c{i}"], ids=["same-names", "distinct-names"])
+def test_a_header_of_thousands_of_columns_is_refused_before_rows_are_read(names) -> None:
+    """Audit: a 132 kB upload (65,000 header columns, short rows) raised the page's memory by 1.6 GB."""
+    header = ",".join(["text", *(names(i) for i in range(65_000))]).encode()
+    data = header + b"\n" + b"a tweet,1\n" * 1_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(CsvError, match=r"65,001 columns; a file of tweets has at most 64|longer than 131,072"):
+            read_tweets_csv(data, 10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024, peak
+
+
+def test_memory_of_the_widest_accepted_file_is_bounded() -> None:
+    """64 columns and 10,000 rows (the row limit) of a 1 MB file stay far under the 100 MB budget."""
+    header = ",".join(["text", *(f"c{i}" for i in range(63))]).encode()
+    data = header + b"\n" + (b"a tweet" + b",x" * 63 + b"\n") * 10_000
+    tracemalloc.start()
+    try:
+        frame = read_tweets_csv(data, 10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert frame.shape == (10_000, 64)
+    assert peak < 100 * 1024 * 1024, peak
+
+
 @pytest.mark.parametrize("data", [
     b'text\n"' + b"x" * 200_000 + b'"\n',  # a quoted cell over the csv module's field limit
     b"y" * 2_000_000,  # one 2 MB line without a newline
