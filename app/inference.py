@@ -23,6 +23,7 @@ import pandas as pd
 
 from sentiment.batching import DeadlineError, QueueFullError
 from sentiment.classify import classify_from_thread
+from sentiment.feedback import neutralise_cell
 from sentiment.registry import ModelRegistry, ServedModel
 from sentiment.scoring import TOO_LONG, check_text, describe_problem, score, to_labels
 
@@ -313,3 +314,16 @@ def score_frame(model: Model, frame: pd.DataFrame, max_chars: int, batch_size: i
     for name, values in scores.columns(model.name, str(model.version)).items():
         out[name] = pd.Series(values, index=out.index, dtype=object if name in ("label", "reason") else None)
     return out
+
+
+def scored_csv(frame: pd.DataFrame) -> bytes:
+    """The scored file to download (UTF-8 CSV), every text cell neutralised for spreadsheets.
+
+    An uploaded tweet such as ``=HYPERLINK(...)`` or ``@SUM(1)`` would run as a formula when the analyst opens the
+    file; :func:`sentiment.feedback.neutralise_cell` puts a quote in front, as the Review page's export does.
+    """
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = [neutralise_cell(v) if isinstance(v, str) else v for v in safe[column]]
+    return safe.to_csv(index=False).encode("utf-8")

@@ -98,7 +98,10 @@ def read_metadata(folder: Path) -> dict[str, Any]:
 
 
 def inside(folder: Path, name: str, source: Path, what: str = "export folder") -> Path:
-    """``folder/name``, refusing a ``name`` (read from ``source``) that is absolute or climbs out with ``..``.
+    """``folder/name``, refusing a ``name`` (read from ``source``) that leads outside ``folder``.
+
+    Outside means absolute, climbing out with ``..``, or through a symbolic link whose target is elsewhere: an
+    export or a manifest names files inside its own folder only.
 
     Raises:
         ExportError: ``name`` points outside ``folder``.
@@ -106,7 +109,10 @@ def inside(folder: Path, name: str, source: Path, what: str = "export folder") -
     relative = Path(name)
     if not name or relative.is_absolute() or ".." in relative.parts:
         raise ExportError(f"{source} names {name!r}, outside the {what}")
-    return folder / relative
+    path = folder / relative
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ExportError(f"{source} names {name!r}, a link to {path.resolve()}, outside the {what}")
+    return path
 
 
 def verify_file(folder: Path, meta: dict[str, Any], name: str) -> Path:

@@ -16,6 +16,7 @@ from app.inference import (
     predict_all,
     read_tweets_csv,
     score_frame,
+    scored_csv,
     validate_tweet,
 )
 from app.settings import get_settings
@@ -151,7 +152,7 @@ def _batch_tab(registry_names: list[str], default: str) -> None:
         st.write(" · ".join(f"{label}: {count:,}" for label, count in counts.items()))
         st.dataframe(result.head(200), hide_index=True)
         name = st.session_state.get("batch_name", "tweets.csv").rsplit(".", 1)[0]
-        st.download_button("Download the scored CSV", result.to_csv(index=False).encode("utf-8"),
+        st.download_button("Download the scored CSV", scored_csv(result),
                            file_name=f"{name}-scored.csv", mime="text/csv", key="download_batch")
 
 

@@ -19,6 +19,7 @@ from app.inference import (
     predict_all,
     read_tweets_csv,
     score_frame,
+    scored_csv,
     validate_tweet,
 )
 from sentiment.batching import DeadlineError, QueueFullError
@@ -253,3 +254,14 @@ def test_a_busy_queue_gives_single_predictions_a_clear_message(error: Exception)
         predict(BusyPredictor([], always=error), "hello")
     with pytest.raises(BusyError, match="try again in 7 s"):
         predict_all([FakePredictor(), BusyPredictor([], always=error)], "hello")
+
+
+def test_the_scored_download_neutralises_formulas() -> None:
+    """Audit: the Predict page's download wrote =HYPERLINK(…), @SUM(1), -1+2 and +3 unescaped."""
+    texts = ['=HYPERLINK("http://x","click")', "@SUM(1)", "-1+2", "+3", "'quoted", "a normal tweet"]
+    out = score_frame(FakePredictor(), pd.DataFrame({"text": texts, "id": ["=1", "2", "3", "4", "5", "6"]}),
+                      max_chars=1000)
+    written = pd.read_csv(io.BytesIO(scored_csv(out)), dtype=str, keep_default_na=False)
+    assert written["text"].tolist() == ["'" + t for t in texts[:5]] + ["a normal tweet"]
+    assert written["id"].tolist()[0] == "'=1"
+    assert written["label"].tolist()[-1] in ("positive", "negative")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment.exports import METADATA_FILE, ExportError
+from sentiment.exports import METADATA_FILE, ExportError, sha256_file
 from sentiment.manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -132,3 +132,31 @@ def test_from_folders_describes_what_is_served_without_a_manifest(tmp_path: Path
     _export(tmp_path, "minilm@5", "minilm", "5")
     with pytest.raises(ManifestError, match="also in"):
         from_folders(tmp_path)
+
+
+def test_a_symlink_named_by_the_manifest_cannot_lead_outside_exports_dir(tmp_path: Path) -> None:
+    """Audit: a link in EXPORTS_DIR named in the manifest was followed to a folder elsewhere."""
+    served, elsewhere = tmp_path / "exports", tmp_path / "elsewhere"
+    _export(tmp_path, "elsewhere", "minilm", "9")
+    served.mkdir()
+    (served / "minilm").symlink_to(elsewhere, target_is_directory=True)
+    (served / MANIFEST_FILE).write_text(json.dumps({
+        "schema_version": 1, "champion": "minilm", "models": {"minilm": {"path": "minilm", "version": "9"}}}))
+    with pytest.raises(ManifestError, match="outside the exports folder"):
+        read_manifest(served)
+
+
+def test_a_symlinked_model_file_cannot_lead_outside_its_export(tmp_path: Path) -> None:
+    from sentiment.exports import verify_file
+
+    folder = _export(tmp_path, "minilm", "minilm", "1")
+    (tmp_path / "secret.onnx").write_bytes(b"not yours")
+    (folder / "model.onnx").symlink_to(tmp_path / "secret.onnx")
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    with pytest.raises(ExportError, match="outside the export folder"):
+        verify_file(folder, meta, "model.onnx")
+    inner = folder / "inner.onnx"
+    inner.write_bytes(b"graph")
+    (folder / "alias.onnx").symlink_to(inner)  # a link inside the export stays allowed
+    meta["files"]["alias.onnx"] = sha256_file(inner)
+    assert verify_file(folder, meta, "alias.onnx") == folder / "alias.onnx"
