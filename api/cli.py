@@ -36,7 +36,7 @@ from sentiment.logs import configure_logging
 from sentiment.predictor import Predictor
 from sentiment.registry import open_model
 from sentiment.reload import plan_exports
-from sentiment.scoring import OUTPUT_COLUMNS, score, to_labels
+from sentiment.scoring import OUTPUT_COLUMNS, bom_encoding, score, to_labels
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: 
         target: output CSV (written as ``<target>.partial``, renamed when complete).
         text_column: header name or 0-based index of the text.
         header: whether the first row is a header.
-        encoding: of the input (undecodable bytes become U+FFFD instead of stopping the run).
+        encoding: of the input (undecodable bytes become U+FFFD instead of stopping the run); a byte-order mark
+            at the start of the file (UTF-8, UTF-16, UTF-32) overrides it.
         batch_size: rows per model call.
         max_chars: longest text scored (``MAX_TEXT_CHARS``); longer rows get the reason ``too_long``.
         progress: show a progress bar on stderr.
@@ -119,6 +120,12 @@ def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: 
         Counts of ``rows``, ``scored`` and ``empty`` rows (``empty``: not scored, the ``reason`` column says why).
     """
     partial = target.with_name(target.name + ".partial")
+    with source.open("rb") as raw:
+        announced = bom_encoding(raw.read(4))
+    if announced is not None and announced != encoding:
+        # A byte-order mark is unambiguous: read as latin-1, a UTF-16 file's mark and NULs became a "tweet".
+        logger.info("%s starts with a %s byte-order mark: read as %s", source, announced.upper(), announced)
+        encoding = announced
     total = max(_count_lines(source) - int(header), 0)
     try:
         with source.open(encoding=encoding, errors="replace", newline="") as src, \

@@ -25,7 +25,7 @@ from sentiment.batching import DeadlineError, QueueFullError
 from sentiment.classify import classify_from_thread
 from sentiment.feedback import neutralise_cell
 from sentiment.registry import ModelRegistry, ServedModel
-from sentiment.scoring import TOO_LONG, check_text, describe_problem, score, to_labels
+from sentiment.scoring import TOO_LONG, bom_encoding, check_text, describe_problem, score, to_labels
 
 # A tweet's own limit: shown as guidance only. What is accepted is MAX_TEXT_CHARS, as in the API.
 MAX_TWEET_CHARS = 280
@@ -180,7 +180,8 @@ def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
 
     Accepted: a header with a ``text`` (or ``tweet``, ``content``, ``message``) column, at most
     :data:`MAX_COLUMNS` wide; Sentiment140's six columns without header (text in the last); or a single column
-    without header. UTF-8 (with or without BOM), else latin-1.
+    without header. UTF-8 (with or without BOM), UTF-16 or UTF-32 with a byte-order mark (Excel's "Unicode
+    text", tab-separated), else latin-1.
 
     The file is read as a stream, row by row, and reading stops at the first row past ``max_rows``: memory
     depends on the row limit, not on the size of the file.
@@ -197,6 +198,13 @@ def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
     start = stream.tell()
     prefix = stream.read(SNIFF_BYTES)
     stream.seek(start)
+    announced = bom_encoding(prefix)
+    if announced is not None and announced != "utf-8-sig":
+        try:
+            return _read_csv(stream, announced, max_rows)
+        except UnicodeDecodeError as error:
+            raise CsvError(f"The file starts with a {announced.upper()} byte-order mark but is not {announced.upper()} "
+                           "text: save it again as UTF-8 CSV.") from error
     try:
         codecs.getincrementaldecoder("utf-8")().decode(prefix, final=len(prefix) < SNIFF_BYTES)
     except UnicodeDecodeError:
@@ -212,7 +220,12 @@ def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
 def _read_csv(stream: BinaryIO, encoding: str, max_rows: int) -> pd.DataFrame:
     text = io.TextIOWrapper(stream, encoding=encoding, newline="")
     try:
-        return _frame((row for row in csv.reader(_lines(text)) if row), max_rows)
+        lines = _lines(text)
+        first = next(lines, "")
+        # Excel's "Unicode text" (UTF-16) separates its columns with tabs: a first line of tabs and no comma.
+        delimiter = "\t" if "\t" in first and "," not in first else ","
+        rows = csv.reader(itertools.chain([first] if first else [], lines), delimiter=delimiter)
+        return _frame((row for row in rows if row), max_rows)
     except csv.Error as error:
         if "field limit" in str(error):
             raise CsvError(f"A cell is longer than {csv.field_size_limit():,} characters: this is not a file of "

@@ -33,6 +33,7 @@ from batch.scoring import OUTPUT_COLUMNS, default_chunk_rows, score_texts
 from sentiment.exports import ExportError
 from sentiment.predictor import Predictor, load_predictor
 from sentiment.registry import open_model
+from sentiment.scoring import bom_encoding
 from sentiment.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -91,12 +92,26 @@ def spark_session(master: str | None = None, conf: Sequence[tuple[str, str]] = (
     return builder.getOrCreate()
 
 
+def _refuse_wide_encodings(path: str) -> None:
+    """Refuse a local CSV that starts with a UTF-16 or UTF-32 byte-order mark, which Spark's reader cannot split.
+
+    Read as latin-1, such a file's mark and NULs became a "tweet"; the fix is a conversion, named in the message.
+    """
+    files = [Path(path)] if Path(path).is_file() else sorted(Path(path).glob("*.csv")) if Path(path).is_dir() else []
+    for file in files:
+        with file.open("rb") as raw:
+            announced = bom_encoding(raw.read(4))
+        if announced in ("utf-16", "utf-32"):
+            raise ValueError(f"{file} is {announced.upper()} text (byte-order mark): Spark reads CSV in UTF-8 or "
+                             f"latin-1; convert it first: iconv -f {announced.upper()} -t UTF-8 {file} > converted.csv")
+
+
 def read_input(spark: SparkSession, path: str, *, fmt: str = "auto", text_column: str = "text",
                encoding: str | None = None, multiline: bool = False) -> tuple[DataFrame, str]:
     """Read ``path`` as CSV, Sentiment140's six columns or Parquet; returns the frame and its text column.
 
     Raises:
-        ValueError: unknown format, or no string column ``text_column``.
+        ValueError: unknown format, no string column ``text_column``, or a UTF-16/UTF-32 file.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {FORMATS}")
@@ -106,6 +121,7 @@ def read_input(spark: SparkSession, path: str, *, fmt: str = "auto", text_column
     if fmt == "parquet":
         frame = spark.read.parquet(path)
     else:
+        _refuse_wide_encodings(path)
         # RFC 4180 quoting (a quote inside a field is doubled); a malformed row becomes nulls, never a failure.
         reader = spark.read.options(quote='"', escape='"', multiLine=multiline, mode="PERMISSIVE")
         frame = None

@@ -7,6 +7,7 @@ answer), the Streamlit pages, ``api.cli`` and Spark (:func:`score`), and trainin
 
 from __future__ import annotations
 
+import codecs
 import html
 import math
 import unicodedata
@@ -40,6 +41,20 @@ def has_visible_character(text: str) -> bool:
     if "&" in text:
         text = html.unescape(html.unescape(text))
     return any(unicodedata.category(char) not in _INVISIBLE_CATEGORIES for char in text)
+
+
+# Longest first: UTF-32 LE's mark begins with UTF-16 LE's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def bom_encoding(prefix: bytes) -> str | None:
+    """The encoding a file's byte-order mark announces (``utf-16`` for Excel's "Unicode text"), or None.
+
+    Every reader of tweet files asks it first (the Predict upload, ``api.cli score``, Spark): read as latin-1, a
+    UTF-16 file's ``ÿþt\x00e\x00x\x00t\x00`` was scored as a tweet.
+    """
+    return next((encoding for bom, encoding in _BOMS if prefix.startswith(bom)), None)
 
 
 def check_text(text: object, max_chars: int) -> str | None:

@@ -79,3 +79,14 @@ def test_score_csv_missing_column(exports_dir: Path, tmp_path: Path) -> None:
     source.write_text("id,body\n1,hello\n")
     assert main(["--exports-dir", str(exports_dir), "score", str(source), str(tmp_path / "o.csv"),
                  "--no-progress"]) == 1
+
+
+def test_score_csv_reads_a_byte_order_mark_before_the_encoding_asked(predictors, tmp_path: Path) -> None:
+    """A UTF-16 file (Excel's "Unicode text") was read as UTF-8 or latin-1: its mark and NULs became a tweet."""
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_bytes("text,id\ncafé was awful,1\ngreat crew,2\n".encode("utf-16"))
+    counts = score_csv(predictors["tiny-lr"], source, target, encoding="latin-1", progress=False)
+    assert counts == {"rows": 2, "scored": 2, "empty": 0}
+    with target.open(newline="", encoding="utf-8") as handle:
+        out = list(csv.reader(handle))
+    assert out[0][:2] == ["text", "id"] and [row[0] for row in out[1:]] == ["café was awful", "great crew"]

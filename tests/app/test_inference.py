@@ -265,3 +265,17 @@ def test_the_scored_download_neutralises_formulas() -> None:
     assert written["text"].tolist() == ["'" + t for t in texts[:5]] + ["a normal tweet"]
     assert written["id"].tolist()[0] == "'=1"
     assert written["label"].tolist()[-1] in ("positive", "negative")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_unicode_text_file_from_excel_is_read_as_such(encoding: str) -> None:
+    """Audit: a UTF-16 file was read as latin-1 and its mark and NULs scored as a tweet."""
+    bom = {"utf-16": b"", "utf-16-be": b"\xfe\xff", "utf-32": b""}[encoding]
+    data = bom + "text\tid\r\nlovely crew 😀\t1\r\nlost my bag\t2\r\n".encode(encoding)
+    frame = read_tweets_csv(data, 10)
+    assert frame["text"].tolist() == ["lovely crew 😀", "lost my bag"] and frame["id"].tolist() == ["1", "2"]
+
+
+def test_a_false_byte_order_mark_is_a_clear_error() -> None:
+    with pytest.raises(CsvError, match="UTF-16 byte-order mark but is not UTF-16"):
+        read_tweets_csv(b"\xff\xfe" + "text\nabc\n".encode("utf-16-le") + b"\x00\xd8", 10)

@@ -76,3 +76,13 @@ def test_an_export_missing_on_a_node_names_the_fix(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ExportError, match="--archives"):
         batch_spark.locate_export(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_spark_refuses_a_wide_encoding_with_the_fix(tmp_path: Path, encoding: str) -> None:
+    source = tmp_path / "tweets.csv"
+    source.write_bytes("text\nhello\n".encode(encoding))
+    with pytest.raises(ValueError, match=f"{encoding.upper()} text.*iconv -f {encoding.upper()} -t UTF-8"):
+        batch_spark._refuse_wide_encodings(str(source))
+    (tmp_path / "plain.csv").write_text("text\nhello\n", encoding="utf-8")
+    batch_spark._refuse_wide_encodings(str(tmp_path / "plain.csv"))  # UTF-8: read as usual
