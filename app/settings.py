@@ -24,7 +24,8 @@ from sentiment.settings import PROJECT_ROOT, ProjectSettings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROJECT_ROOT", "AppSettings", "connection_string", "get_settings", "maintainer_secret", "redact_uri"]
+__all__ = ["PROJECT_ROOT", "AppSettings", "connection_string", "get_settings", "maintainer_secret", "redact_text",
+           "redact_uri"]
 CONNECTION_STRING_KEY = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 MAINTAINER_SECRET_KEY = "MAINTAINER_SECRET"
 _PLACEHOLDERS = frozenset({"", "changethis", "changeme", "change-me", "secret", "password", "todo", "xxx"})
@@ -145,3 +146,26 @@ def redact_uri(uri: str) -> str:
             fields.append(f"{name}={REDACTED}" if credential else field)
         shown = shown.replace(f"?{parts.query}", f"?{'&'.join(fields)}", 1)
     return shown
+
+
+# In free text (an exception's message), a credential can appear anywhere and quoted in any way: a URL's userinfo,
+# or name=value with "=" and "&" written as themselves or percent-encoded (urllib3 quotes what it failed to reach).
+_USERINFO_IN_TEXT = re.compile(r"(?<=//)[^/\s@'\"<>]+@")
+_CREDENTIAL_IN_TEXT = re.compile(
+    r"(?i)((?:[a-z0-9_.-]*(?:token|pass|pwd|secret|key|sig|auth|cred)[a-z0-9_.-]*)(?:=|%3d|%253d))"
+    r"([^&\s'\"<>]*?)(?=&|%26|%2526|\s|['\"<>]|/|$)")
+
+
+def redact_text(text: str, *uris: str) -> str:
+    """``text`` (an error message, a log line) with every credential hidden, wherever and however it is quoted.
+
+    Each of ``uris`` is first replaced by :func:`redact_uri` of it; then any URL userinfo and any token-like
+    ``name=value`` left in the text, percent-encoded or not, is replaced by ``***``.
+
+    >>> redact_text("Max retries exceeded with url: /base?token=t0ken&workspace=7/api/2.0")
+    'Max retries exceeded with url: /base?token=***&workspace=7/api/2.0'
+    """
+    for uri in uris:
+        text = text.replace(uri, redact_uri(uri))
+    text = _USERINFO_IN_TEXT.sub(f"{REDACTED}@", text)
+    return _CREDENTIAL_IN_TEXT.sub(lambda m: f"{m.group(1)}{REDACTED}", text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import aging, charts, runs, services
-from app.settings import get_settings, redact_uri
+from app.settings import get_settings, redact_text, redact_uri
 
 settings = get_settings()
 uri = settings.mlflow_tracking_uri
@@ -19,7 +19,7 @@ try:
     all_runs = services.runs_frame(uri, str(settings.runs_dir), settings.seed_runs)
 except Exception as error:  # an unreachable tracking server, a locked or foreign database
     # MLflow's messages quote the URL it called, credentials included
-    st.error(f"Could not read the runs from MLflow at {shown_uri}: {str(error).replace(uri, shown_uri)}",
+    st.error(f"Could not read the runs from MLflow at {shown_uri}: {redact_text(str(error), uri)}",
              icon=":material/error:")
     st.stop()
 latest = runs.latest_per_model(all_runs)

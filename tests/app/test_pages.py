@@ -344,6 +344,26 @@ def test_pages_never_show_the_tracking_uri_credentials(fakes: dict, monkeypatch:
         assert "alice" not in text and "pa55-word" not in text and "t0ken-value" not in text
 
 
+@pytest.mark.parametrize("message", [
+    "HTTPSConnectionPool(host='mlflow.example', port=8443): Max retries exceeded with url: "
+    "/base?token=t0ken-value&workspace=7/api/2.0/mlflow/runs/search",  # urllib3 quotes path and query: no URI
+    "Max retries exceeded with url: /base%3Ftoken%3Dt0ken-value%26workspace%3D7",
+])
+def test_the_token_never_shows_whatever_the_error_quotes(fakes: dict, monkeypatch: pytest.MonkeyPatch,
+                                                         message: str) -> None:
+    """Audit: the whole-URI replacement missed a token that urllib3 had re-quoted into its message."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example:8443/base?token=t0ken-value&workspace=7")
+    get_settings.cache_clear()
+
+    def unreachable(tracking_uri: str) -> None:
+        raise ConnectionError(message)
+
+    monkeypatch.setattr(runs, "search_runs", unreachable)
+    compare = open_page("compare.py")
+    assert "Max retries exceeded" in compare.error[0].value
+    assert "t0ken-value" not in rendered_text(compare)
+
+
 # -- maintainer lock: per-address delay, lock button, expiry ------------------------------------------------------
 class FakeContext:
     """``st.context`` of the connection under test: the peer address and its X-Forwarded-For header."""
