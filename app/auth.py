@@ -1,7 +1,7 @@
 """The maintainer page's lock: constant-time comparison, and a growing delay after wrong secrets, per client.
 
-The delay is counted per client address, so a visitor guessing the secret slows only themselves and never
-locks the maintainer out. :func:`client_address` says who the client is: the connection's peer, or, when
+The delay is counted per client address (IPv6: per /64 and per /56), so a visitor guessing the secret slows
+mostly themselves; a global budget of wrong secrets per hour bounds what many addresses guess together. :func:`client_address` says who the client is: the connection's peer, or, when
 that peer is a proxy listed in ``TRUSTED_PROXIES``, the client that the proxy names in X-Forwarded-For.
 """
 
@@ -11,7 +11,7 @@ import hmac
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 # st.context.ip_address is None for a loopback peer; a proxy on the same host is trusted as this address.
 LOOPBACK = "127.0.0.1"
 IPV6_CLIENT_PREFIX = 64  # one IPv6 subscriber gets a whole /64: throttling single addresses would not slow it
+# ... and often a /56 or a /48: 20,000 /64s of one /48 each had a fresh count. The /56 is counted as well.
+IPV6_SITE_PREFIX = 56
+GLOBAL_WINDOW_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,13 @@ def client_address(peer: str | None, forwarded_for: Iterable[str],
     return current if address is None else str(address)
 
 
-def _throttle_key(client: str) -> str:
+def _throttle_keys(client: str) -> tuple[str, ...]:
+    """The counters a client's wrong secrets go to: its address, or its IPv6 /64 and /56."""
     address = _parse(client)
     if isinstance(address, IPv6Address):
-        return str(IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
-    return client
+        return tuple(str(IPv6Network((address, prefix), strict=False))
+                     for prefix in (IPV6_CLIENT_PREFIX, IPV6_SITE_PREFIX))
+    return (client,)
 
 
 class LoginGuard:
@@ -92,15 +97,19 @@ class LoginGuard:
 
     Each wrong attempt sleeps ``base_delay_s`` and blocks that client's further attempts for a delay that
     doubles with each consecutive failure (capped at ``max_delay_s``); a right attempt resets its count.
-    IPv6 clients are counted per /64. At most ``max_clients`` clients are remembered (the one whose last
-    failure is oldest is dropped first), each for ``forget_after_s`` after its last failure, so many
-    addresses cannot grow the memory without bound.
+    IPv6 clients are counted per /64 and per /56 (blocked while either is). At most ``max_clients`` counters
+    are remembered (the one whose last failure is oldest is dropped first), each for ``forget_after_s`` after
+    its last failure, so many addresses cannot grow the memory without bound; and at most
+    ``global_failures_per_hour`` wrong secrets are accepted from everyone together in any hour, after which
+    every attempt waits for the window to move (the price: a flood of guesses also delays the maintainer).
     """
 
     def __init__(self, base_delay_s: float = 2.0, max_delay_s: float = 60.0, max_clients: int = 10_000,
-                 forget_after_s: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 forget_after_s: float = 3600.0, global_failures_per_hour: int = 100,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_delay_s = base_delay_s
+        self.global_failures_per_hour = global_failures_per_hour
+        self._recent: deque[float] = deque()  # times of the wrong secrets of the last hour, from everyone
         self.max_delay_s = max_delay_s
         self.max_clients = max_clients
         self.forget_after_s = forget_after_s
@@ -113,24 +122,35 @@ class LoginGuard:
         """Compare ``attempt`` with ``secret`` unless ``client``'s attempts are blocked for now."""
         if not secret:
             return LoginResult(False, "The maintainer page is disabled: MAINTAINER_SECRET is not configured.")
-        key = _throttle_key(client)
+        keys = _throttle_keys(client)
         with self._lock:
             now = self._clock()
             self._forget(now)
-            failures = self._failures.get(key)
-            if failures is not None and failures.blocked_until > now:
-                wait = failures.blocked_until - now
-                return LoginResult(False, f"Too many wrong attempts: try again in {wait:.0f} s.")
+            while self._recent and now - self._recent[0] >= GLOBAL_WINDOW_S:
+                self._recent.popleft()
+            if len(self._recent) >= self.global_failures_per_hour:
+                wait = GLOBAL_WINDOW_S - (now - self._recent[0])
+                return LoginResult(False, f"Too many wrong secrets on this page lately: try again in {wait:.0f} s.")
+            known = [self._failures[key] for key in keys if key in self._failures]
+            blocked_until = max((failures.blocked_until for failures in known), default=0.0)
+            if blocked_until > now:
+                return LoginResult(False, f"Too many wrong attempts: try again in {blocked_until - now:.0f} s.")
             if hmac.compare_digest(attempt.encode("utf-8"), secret.encode("utf-8")):
-                self._failures.pop(key, None)
+                for key in keys:
+                    self._failures.pop(key, None)
                 return LoginResult(True)
-            count = 1 if failures is None else failures.count + 1
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (count - 1))
-            self._failures[key] = _Failures(count, now + delay, now)
-            self._failures.move_to_end(key)
+            self._recent.append(now)
+            count = 0
+            for key in keys:
+                failures = self._failures.get(key)
+                key_count = 1 if failures is None else failures.count + 1
+                delay = min(self.max_delay_s, self.base_delay_s * 2 ** (key_count - 1))
+                self._failures[key] = _Failures(key_count, now + delay, now)
+                self._failures.move_to_end(key)
+                count = max(count, key_count)
             while len(self._failures) > self.max_clients:
                 self._failures.popitem(last=False)
-        logger.warning("wrong maintainer secret from %s (%d consecutive)", key, count)
+        logger.warning("wrong maintainer secret from %s (%d consecutive)", keys[0], count)
         self._sleep(self.base_delay_s)
         return LoginResult(False, "Wrong secret.")
 

@@ -115,7 +115,9 @@ def record_feedback(prediction: Prediction, verdict: str) -> dict[str, Any]:
 @st.cache_resource(show_spinner=False)
 def login_guard() -> LoginGuard:
     """Shared by every session, so opening a new tab does not reset a client's delay after wrong secrets."""
-    return LoginGuard(base_delay_s=get_settings().maintainer_delay_s)
+    settings = get_settings()
+    return LoginGuard(base_delay_s=settings.maintainer_delay_s,
+                      global_failures_per_hour=settings.maintainer_failures_per_hour)
 
 
 def client_ip() -> str:

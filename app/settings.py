@@ -65,6 +65,9 @@ class AppSettings(ProjectSettings):
     maintainer_delay_s: float = Field(2.0, ge=0, validation_alias="MAINTAINER_FAILED_LOGIN_DELAY_S",
                                       description="Delay after a wrong maintainer secret (per client, doubling).")
     maintainer_session_ttl_min: float = Field(30.0, gt=0, description="Minutes a Review page unlock lasts.")
+    maintainer_failures_per_hour: int = Field(
+        100, ge=1, description="Wrong maintainer secrets accepted from all clients together in any hour; past it "
+        "every attempt waits (many addresses guessing together).")
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
         (), validation_alias="TRUSTED_PROXIES",
         description="Comma-separated networks whose X-Forwarded-For is trusted for the client address.")

@@ -102,10 +102,11 @@ def test_a_guessing_client_is_slowed_while_another_logs_in_at_once() -> None:
         clock.now += 1
     assert "try again in" in guard.check(RIGHT, RIGHT, client="203.0.113.9").message
     assert guard.check(RIGHT, RIGHT, client="198.51.100.7").ok
-    # an IPv6 guesser owns a whole /64: its addresses share one delay
+    # an IPv6 guesser owns a whole /64, often a /56: its addresses share one delay, another site's do not
     guard.check("guess", RIGHT, client="2001:db8:1:2::1")
     assert not guard.check(RIGHT, RIGHT, client="2001:db8:1:2::ffff").ok
-    assert guard.check(RIGHT, RIGHT, client="2001:db8:1:3::1").ok
+    assert not guard.check(RIGHT, RIGHT, client="2001:db8:1:3::1").ok  # the same /56
+    assert guard.check(RIGHT, RIGHT, client="2001:db8:2:3::1").ok
 
 
 def test_the_guard_remembers_a_bounded_number_of_clients_for_a_bounded_time() -> None:
@@ -122,6 +123,31 @@ def test_the_guard_remembers_a_bounded_number_of_clients_for_a_bounded_time() ->
     clock.now += 601
     guard.check("guess", RIGHT, client="192.0.2.3")
     assert "try again in 2 s" in guard.check(RIGHT, RIGHT, client="192.0.2.3").message  # counting from one again
+
+
+def test_many_addresses_of_one_ipv6_site_cannot_guess_freely() -> None:
+    """Audit: 20,000 wrong secrets from 20,000 /64s of one /48 were all answered, none refused."""
+    clock = Clock()
+    guard = LoginGuard(base_delay_s=2, max_delay_s=60, max_clients=10_000, clock=clock, sleep=lambda _: None)
+    answered = 0
+    for i in range(20_000):
+        site, subnet = divmod(i, 256)  # the /48 2001:db8:7::/48 holds 256 /56s of 256 /64s each
+        result = guard.check("guess", RIGHT, client=f"2001:db8:7:{site:02x}{subnet:02x}::1")
+        answered += result.message == "Wrong secret."
+        clock.now += 0.01
+    assert answered <= 100  # the global budget of wrong secrets per hour, whatever the spread of addresses
+    assert "on this page lately" in guard.check(RIGHT, RIGHT, client="198.51.100.7").message
+    clock.now += 3600
+    assert guard.check(RIGHT, RIGHT, client="198.51.100.7").ok  # the window moved on
+
+
+def test_a_site_shares_its_delay_across_its_64s() -> None:
+    clock = Clock()
+    guard = LoginGuard(base_delay_s=2, max_delay_s=60, clock=clock, sleep=lambda _: None)
+    for subnet in range(5):  # five /64s of one /56, one guess each: 2, 4, 8, 16, 32 s for the /56
+        clock.now += 61
+        guard.check("guess", RIGHT, client=f"2001:db8:9:{subnet:x}::1")
+    assert "try again in 32 s" in guard.check(RIGHT, RIGHT, client="2001:db8:9:ff::1").message
 
 
 @pytest.mark.parametrize("peer, forwarded_for, trusted, expected", [
