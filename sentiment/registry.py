@@ -293,6 +293,8 @@ class ModelRegistry:
         wanted = set(self.settings.enabled_models)
         served: dict[str, ServedModel] = {}
         skipped: dict[str, str] = {}
+        unloadable: dict[str, dict[str, Any]] = {}  # readable metadata of exports that failed to load
+        reasons: dict[str, str] = {}  # model name (the manifest's, else its metadata's) → why it failed
         for export in plan.exports:
             folder = export.folder
             if export.name is not None and wanted and export.name not in wanted:
@@ -300,6 +302,7 @@ class ModelRegistry:
             if current is not None and self._skipped_digests.get(folder) == export.digest:
                 skipped[folder.name] = self._skipped[folder.name]
                 continue
+            meta = None
             try:
                 meta = read_metadata(folder)
                 if wanted and meta["name"] not in wanted:
@@ -316,6 +319,9 @@ class ModelRegistry:
                 # One broken export must not take the others down; it is reported by /readyz and the logs.
                 skipped[folder.name] = str(error)
                 self._skipped_digests[folder] = export.digest
+                if meta is not None:
+                    unloadable[meta["name"]] = meta
+                reasons[export.name or (meta or {}).get("name", folder.name)] = str(error)
                 logger.error("export skipped", extra={"folder": str(folder), "reason": str(error)})
         missing = wanted - set(served)
         if missing:
@@ -325,6 +331,15 @@ class ModelRegistry:
             raise ExportError(f"no loadable export in {self.settings.exports_dir}: set EXPORTS_DIR or run "
                               "`make export`")
         metadata = {name: model.metadata for name, model in served.items()}
+        # The manifest names the champion; without one, the rule decides among every export, loaded or not.
+        intended = plan.champion or resolve_champion({**unloadable, **metadata})
+        if intended not in served and not self.settings.default_model:
+            # Serving the next best model instead would change every client's default without a word (and differ
+            # from pods that loaded it): not ready, with the reason, until the champion is fixed or DEFAULT_MODEL
+            # names another model.
+            reason = reasons.get(intended, "not loadable")
+            raise ExportError(f"the champion {intended!r} could not be loaded ({reason}); fix its export, or set "
+                              "DEFAULT_MODEL to serve another model by default")
         champion = choose_default(metadata, None, plan.champion)
         default = choose_default(metadata, self.settings.default_model, champion)
         return Snapshot(served, default, champion, plan.fingerprint, plan.source), skipped

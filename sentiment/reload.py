@@ -67,11 +67,17 @@ class ReloadReport:
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
 
-def _file_digest(path: Path) -> str:
+def _export_digest(folder: Path) -> str:
+    """The export as it is on disk: its ``metadata.json`` and the name, size and time of every file in it.
+
+    A model file replaced or damaged in place changes it, so the served copy is opened (and its sha256 checked)
+    again: a truncated model file behind an unchanged ``metadata.json`` was reused silently.
+    """
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        metadata = (folder / METADATA_FILE).read_bytes()
     except OSError:
-        return ""  # missing or unreadable: loading it will say why
+        metadata = b""  # missing or unreadable: loading it will say why
+    return hashlib.sha256(metadata + b"\0" + _listing(folder).encode()).hexdigest()
 
 
 def plan_exports(exports_dir: Path) -> Plan:
@@ -86,16 +92,16 @@ def plan_exports(exports_dir: Path) -> Plan:
     if manifest is not None:
         hasher.update(json.dumps(manifest.to_dict(), sort_keys=True).encode())
         exports = tuple(
-            PlannedExport(folder, _file_digest(folder / METADATA_FILE), name, entry.version)
+            PlannedExport(folder, _export_digest(folder), name, entry.version)
             for name, entry in manifest.models.items()
             for folder in (manifest.folder(root, name),)
         )
         champion, source = manifest.champion, "manifest"
     else:
-        exports = tuple(PlannedExport(f, _file_digest(f / METADATA_FILE)) for f in discover(root))
+        exports = tuple(PlannedExport(f, _export_digest(f)) for f in discover(root))
         champion, source = None, "folders"
     for export in exports:
-        hasher.update(f"{export.folder}\0{export.digest}\0{_listing(export.folder)}\0".encode())
+        hasher.update(f"{export.folder}\0{export.digest}\0".encode())
     return Plan(exports, champion, source, hasher.hexdigest())
 
 

@@ -27,6 +27,7 @@ from sentiment.manifest import ModelEntry
 from sentiment.predictor import Predictor, load_predictor
 from sentiment.publish import publish_state
 from sentiment.registry import ModelRegistry
+from sentiment.reload import ReloadReport
 from tests.api.conftest import CountingPredictor, ServerThread
 
 ADMIN = "a-long-admin-key-for-tests"
@@ -120,7 +121,8 @@ def test_without_a_manifest_a_new_version_in_a_folder_is_noticed(exports_dir: Pa
     root = tmp_path / "exports"
     _version(exports_dir / "tiny-lr", root / "tiny-lr", "1")
     _corrupt(_version(exports_dir / "tiny-bert", root / "tiny-bert", "1"))  # skipped at start
-    registry = ModelRegistry(settings_factory(root))
+    # tiny-bert is the champion: serving without it takes the operator's word (DEFAULT_MODEL), never a silent swap.
+    registry = ModelRegistry(settings_factory(root, default_model="tiny-lr"))
     registry.load()
     assert "sha256" in registry.skipped["tiny-bert"]
 
@@ -312,3 +314,34 @@ def test_reload_settings_are_checked(settings_factory, tmp_path: Path) -> None:
         with pytest.raises(ValidationError):
             settings_factory(tmp_path, **overrides)
     assert settings_factory(tmp_path, admin_key="").admin_key is None  # an empty ADMIN_KEY= leaves it unset
+
+
+def test_a_champion_damaged_in_place_is_never_replaced_silently(exports_dir: Path, tmp_path: Path,
+                                                                settings_factory) -> None:
+    """Audit: a truncated model file behind an unchanged metadata.json was reused by a reload ("unchanged", no
+    error), and after a restart another model silently became the default and the champion."""
+    root = tmp_path / "exports"
+    _version(exports_dir / "tiny-lr", root / "tiny-lr", "1")
+    _version(exports_dir / "tiny-bert", root / "tiny-bert", "1")  # aliased champion
+    registry = ModelRegistry(settings_factory(root))
+    registry.load()
+    assert registry.default_name == "tiny-bert"
+    model = root / "tiny-bert" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:1000])  # truncated in place
+
+    async def reload() -> ReloadReport:
+        report = await registry.reload()
+        await registry.aclose()
+        return report
+
+    report = asyncio.run(reload())
+    assert report.outcome == "refused" and "sha256" in (report.detail or "")
+    assert registry.default_name == "tiny-bert" and registry.reloader.error  # the loaded copy keeps serving
+
+    restarted = ModelRegistry(settings_factory(root))
+    restarted.load()
+    assert not restarted.ready
+    with TestClient(create_app(settings_factory(root), restarted)) as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "champion 'tiny-bert' could not be loaded" in ready.text and "DEFAULT_MODEL" in ready.text
