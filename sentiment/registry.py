@@ -333,12 +333,11 @@ class ModelRegistry:
         metadata = {name: model.metadata for name, model in served.items()}
         # The manifest names the champion; without one, the rule decides among every export, loaded or not.
         intended = plan.champion or resolve_champion({**unloadable, **metadata})
-        if intended not in served and not self.settings.default_model:
+        if intended in reasons and not self.settings.default_model:  # failed, not left out by ENABLED_MODELS
             # Serving the next best model instead would change every client's default without a word (and differ
             # from pods that loaded it): not ready, with the reason, until the champion is fixed or DEFAULT_MODEL
             # names another model.
-            reason = reasons.get(intended, "not loadable")
-            raise ExportError(f"the champion {intended!r} could not be loaded ({reason}); fix its export, or set "
+            raise ExportError(f"the champion {intended!r} could not be loaded ({reasons[intended]}); fix its export, or set "
                               "DEFAULT_MODEL to serve another model by default")
         champion = choose_default(metadata, None, plan.champion)
         default = choose_default(metadata, self.settings.default_model, champion)

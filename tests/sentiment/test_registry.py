@@ -148,3 +148,17 @@ def test_an_export_cannot_name_files_outside_its_folder(tmp_path) -> None:
     for name in meta["files"]:
         with pytest.raises(ExportError, match="outside the export folder"):
             verify_file(tmp_path, meta, name)
+
+
+def test_a_champion_left_out_by_enabled_models_is_not_a_failure(exports_dir: Path, tmp_path: Path,
+                                                                  settings_factory) -> None:
+    """With a manifest naming tiny-bert champion, ENABLED_MODELS=tiny-lr serves tiny-lr: a choice, not a breakage."""
+    from sentiment.manifest import ModelEntry
+    from sentiment.publish import publish_state
+
+    root = _copy_exports(exports_dir, tmp_path / "exports")
+    publish_state(root, "tiny-bert", {"tiny-bert": ModelEntry("tiny-bert", "1"),
+                                      "tiny-lr": ModelEntry("tiny-lr", "1")}, "export")
+    registry = ModelRegistry(settings_factory(root, enabled_models=("tiny-lr",)))
+    registry.load()
+    assert registry.ready and registry.default_name == "tiny-lr"
