@@ -130,6 +130,10 @@ class Reloader:
         self._refused: str | None = None  # fingerprint (or error) of the change last refused
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        # The reload waiting for the one in progress, shared by every caller that arrives meanwhile (and whether
+        # it retries a refused change): a burst of N requests costs at most two builds, not N.
+        self._queued: asyncio.Future[ReloadReport] | None = None
+        self._queued_retry = False
         self._retiring: dict[asyncio.Task[None], list[ServedModel]] = {}
         # Retired batchers a late caller (a page thread holding an old model) may have restarted; closed again
         # when idle. Weak: a closed batcher nobody holds goes away with its model.
@@ -143,16 +147,37 @@ class Reloader:
 
         Returns:
             ``swapped``, ``unchanged``, ``refused`` (the old models keep serving; ``detail`` says why) or
-            ``not_ready`` (the first load is still running).
+            ``not_ready`` (the first load is still running). Calls made while another waits for the one in
+            progress share that waiting one's report.
         """
         loop = asyncio.get_running_loop()
         if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        async with self._lock:
-            for batcher in list(self._retired):
-                if not batcher.busy:
-                    await batcher.aclose()
-            return await self._reload(retry_refused)
+            self._lock, self._lock_loop, self._queued = asyncio.Lock(), loop, None
+        if self._queued is not None and (self._queued_retry or not retry_refused):
+            # It has not started yet: it will see the files as they are when it does, as this call would.
+            return await asyncio.shield(self._queued)
+        queued: asyncio.Future[ReloadReport] = loop.create_future()
+        self._queued, self._queued_retry = queued, retry_refused
+        try:
+            async with self._lock:
+                if self._queued is queued:
+                    self._queued = None  # running now: later callers queue the next one
+                for batcher in list(self._retired):
+                    if not batcher.busy:
+                        await batcher.aclose()
+                report = await self._reload(retry_refused)
+        except BaseException as error:
+            if self._queued is queued:
+                self._queued = None
+            if not queued.done():
+                if isinstance(error, asyncio.CancelledError):
+                    queued.cancel()
+                else:
+                    queued.set_exception(error)
+                    queued.exception()  # retrieved: callers that shared it get it raised, nobody else warns
+            raise
+        queued.set_result(report)
+        return report
 
     async def retired(self) -> None:
         """Wait until the models replaced so far are closed."""

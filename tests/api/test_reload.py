@@ -345,3 +345,31 @@ def test_a_champion_damaged_in_place_is_never_replaced_silently(exports_dir: Pat
         ready = client.get("/readyz")
     assert ready.status_code == 503
     assert "champion 'tiny-bert' could not be loaded" in ready.text and "DEFAULT_MODEL" in ready.text
+
+
+def test_a_burst_of_reloads_costs_at_most_two_builds(root: Path, exports_dir: Path, settings_factory,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit: 100 parallel admin reloads each redid the whole load (the last answered after 50-57 s)."""
+    registry = ModelRegistry(settings_factory(root, reload_interval_s=0))
+    registry.load()
+    builds: list[int] = []
+    real_build = registry.build
+
+    def counted(plan, current):
+        builds.append(1)
+        time.sleep(0.05)
+        return real_build(plan, current)
+
+    monkeypatch.setattr(registry, "build", counted)
+    _corrupt(_version(exports_dir / "tiny-bert", root / "tiny-bert@2", "2"))
+    publish_state(root, "tiny-lr", {"tiny-lr": ModelEntry("tiny-lr@1", "1"), "tiny-bert": ModelEntry("tiny-bert@2", "2")},
+                  "export")
+
+    async def burst() -> list[ReloadReport]:
+        reports = await asyncio.gather(*(registry.reload(retry_refused=True) for _ in range(100)))
+        await registry.aclose()
+        return reports
+
+    reports = asyncio.run(burst())
+    assert {r.outcome for r in reports} == {"refused"} and all("sha256" in (r.detail or "") for r in reports)
+    assert len(builds) <= 2

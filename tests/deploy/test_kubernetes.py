@@ -96,8 +96,9 @@ def test_the_api_probes_scales_and_keeps_one_pod() -> None:
     main = container(found[("Deployment", "tweet-sentiment-api")])
     assert main["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    api_keys = next(e for e in main["env"] if e["name"] == "API_KEYS")
-    assert api_keys["valueFrom"]["secretKeyRef"]["name"] == "tweet-sentiment-api"
+    for name in ("API_KEYS", "ADMIN_KEY"):  # without ADMIN_KEY, any API key holder could make every pod reload
+        variable = next(e for e in main["env"] if e["name"] == name)
+        assert variable["valueFrom"]["secretKeyRef"] == {"name": "tweet-sentiment-api", "key": name}
     assert ("Secret", "tweet-sentiment-api") not in found  # created by hand, never committed
     hpa = found[("HorizontalPodAutoscaler", "tweet-sentiment-api")]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
