@@ -94,3 +94,15 @@ def test_docker_compose_accepts_the_files(files: list[str]) -> None:
     command = ["docker-compose", *[arg for f in files for arg in ("-f", f"deploy/compose/{f}")], "config", "-q"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("conf", ["nginx.conf", "nginx.host.conf"])
+def test_nginx_retries_posts_bounds_slow_clients_and_rate_limits(conf: str) -> None:
+    """Audit: a 503 on POST was never retried on the other replica (every predict route is a POST)."""
+    text = (ROOT / "deploy" / "docker" / conf).read_text()
+    directives = {line.split()[0]: line.split()[1:] for line in
+                  (raw.split("#")[0].strip().rstrip(";") for raw in text.splitlines()) if line}
+    assert {"error", "timeout", "http_503", "non_idempotent"} <= set(directives["proxy_next_upstream"])
+    assert directives["client_header_timeout"] and directives["client_body_timeout"]
+    assert directives["limit_req"][0] == "zone=per_client" and directives["limit_req_status"] == ["429"]
+    assert directives["limit_req_zone"][:2] == ["$binary_remote_addr", "zone=per_client:10m"]
