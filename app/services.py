@@ -17,7 +17,7 @@ import streamlit as st
 from api.settings import Settings as ApiSettings
 from app import runs
 from app.alerts import AlertRule
-from app.auth import LoginGuard, client_address
+from app.auth import LOOPBACK, LoginGuard, RateLimiter, client_address
 from app.inference import Prediction
 from app.settings import AppSettings, get_settings, redact_uri
 from app.telemetry import TelemetryFlusher, build_flusher
@@ -96,14 +96,36 @@ def telemetry_flusher() -> TelemetryFlusher:
     return flusher
 
 
-def record_feedback(prediction: Prediction, verdict: str) -> dict[str, Any]:
+class FeedbackLimited(RuntimeError):
+    """This client (or everyone together) gave too many verdicts lately; ``retry_after`` is in seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"Thanks, but we have had a lot of feedback from your address lately: try again in "
+                         f"{max(1, round(retry_after / 60))} min.")
+        self.retry_after = retry_after
+
+
+@st.cache_resource(show_spinner=False)
+def feedback_limiter() -> RateLimiter:
+    """Shared by every session: a new session costs nothing, so the client address is the unit."""
+    settings = get_settings()
+    return RateLimiter(settings.feedback_per_client_per_hour, settings.feedback_per_hour)
+
+
+def record_feedback(prediction: Prediction, verdict: str, client: str = LOOPBACK) -> dict[str, Any]:
     """Save a user's verdict (``up``/``down``) on a prediction, then wake the flusher to send it.
 
     A second verdict on the same prediction updates its row. Without telemetry the row simply stays pending.
 
+    Raises:
+        FeedbackLimited: ``client`` gave too many verdicts this hour (or everyone did); nothing was saved.
+
     Returns:
         The stored row.
     """
+    wait = feedback_limiter().allow(client)
+    if wait:
+        raise FeedbackLimited(wait)
     row = feedback_store().record_verdict(
         feedback_id=prediction.id, text=prediction.text, model_name=prediction.model_name,
         model_version=prediction.model_version, predicted_label=prediction.label,

@@ -68,6 +68,10 @@ class AppSettings(ProjectSettings):
     maintainer_failures_per_hour: int = Field(
         100, ge=1, description="Wrong maintainer secrets accepted from all clients together in any hour; past it "
         "every attempt waits (many addresses guessing together).")
+    feedback_per_client_per_hour: int = Field(
+        120, ge=1, description="Thumbs a client address (IPv6: /64 and /56) may give in any hour; more are refused "
+        "with a message.")
+    feedback_per_hour: int = Field(5000, ge=1, description="Thumbs accepted from all clients together in any hour.")
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
         (), validation_alias="TRUSTED_PROXIES",
         description="Comma-separated networks whose X-Forwarded-For is trusted for the client address.")

@@ -47,8 +47,9 @@ CELL_ESCAPE = "'"
 # What a labelled row taught a retraining (:attr:`FeedbackRow.kind`): a thumbs up, a thumbs down whose implied label
 # the maintainer confirmed, or one the maintainer corrected back to the prediction.
 THUMBS_UP, CONFIRMED, CORRECTED = "thumbs_up", "confirmed", "corrected"
-# Why :func:`training_rows` leaves a row out (a key of its ``dropped`` counter).
-UNREVIEWED_THUMBS_DOWN = "unreviewed_thumbs_down"
+# Why :func:`training_rows` leaves a row out (a key of its ``dropped`` counter): a maintainer has not reviewed it,
+# and any visitor can write such rows (300 thumbs-up from one session once steered a retraining).
+UNREVIEWED_THUMBS_DOWN, UNREVIEWED_THUMBS_UP = "unreviewed_thumbs_down", "unreviewed_thumbs_up"
 _TRAINING_COLUMNS = "text, verdict, predicted_label, true_label, review_state"
 _DELIVERY_COLUMNS = "id, verdict, revision, telemetry_state, sent_revision, attempts"
 
@@ -108,12 +109,10 @@ def _query(path: Path, conn: sqlite3.Connection, sql: str) -> list[sqlite3.Row]:
 def training_rows(path: str | Path) -> tuple[list[FeedbackRow], Counter[str]]:
     """The labelled rows of a store for retraining, oldest verdict first, and the rows left out by reason.
 
-    The store is opened read-only. A row's label is:
-
-    - reviewed: the maintainer's ``true_label`` (a reviewed row without a valid one keeps the prediction);
-    - a thumbs up not reviewed: the verdict's :func:`implied_label`, the prediction;
-    - a thumbs down not reviewed: none, the row is left out and counted as :data:`UNREVIEWED_THUMBS_DOWN`, since
-      its implied label is only the user's guess.
+    The store is opened read-only. Only rows a maintainer reviewed are used, labelled with the maintainer's
+    ``true_label`` (a reviewed row without a valid one keeps the label its verdict implies): a visitor can write
+    any number of verdicts, so no unreviewed row reaches a retraining or its gate. Unreviewed rows are counted as
+    :data:`UNREVIEWED_THUMBS_UP` and :data:`UNREVIEWED_THUMBS_DOWN`.
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
@@ -125,13 +124,10 @@ def training_rows(path: str | Path) -> tuple[list[FeedbackRow], Counter[str]]:
     with _read_only(path) as conn:
         records = _query(path, conn, f"SELECT {_TRAINING_COLUMNS} FROM {TABLE} ORDER BY updated_at, id")
     for text, verdict, predicted, true_label, review_state in records:
-        if review_state == "reviewed":
-            label = true_label if true_label in LABELS else predicted
-        elif verdict == "down":
-            dropped[UNREVIEWED_THUMBS_DOWN] += 1
+        if review_state != "reviewed":
+            dropped[UNREVIEWED_THUMBS_DOWN if verdict == "down" else UNREVIEWED_THUMBS_UP] += 1
             continue
-        else:
-            label = implied_label(verdict, predicted)
+        label = true_label if true_label in LABELS else implied_label(verdict, predicted)
         kind = THUMBS_UP if verdict == "up" else CONFIRMED if label == implied_label(verdict, predicted) else CORRECTED
         rows.append(FeedbackRow(text, LABELS.index(label), kind))
     return rows, dropped

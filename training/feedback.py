@@ -1,12 +1,8 @@
 """Feedback for retraining: reviewed verdicts from the feedback store or from the Review page's CSV export.
 
-Which rows teach the model something (``sentiment.feedback.training_rows`` decides):
-
-- a thumbs up: the prediction was right, so the predicted label is the true one (or the maintainer's label when the
-  row was reviewed);
-- a thumbs down whose true label a maintainer reviewed: the reviewed label, whether it confirms the user (the model
-  was wrong) or corrects them (the model was right after all);
-- an unreviewed thumbs down is dropped: its label is only the user's guess.
+Which rows teach the model something (``sentiment.feedback.training_rows`` decides): the rows a maintainer reviewed,
+with the reviewed label, whether it confirms the user or corrects them. Unreviewed rows, thumbs up or down, are
+dropped: anyone can write them, and one anonymous session's flood of thumbs-up once moved the retrained model.
 
 Rows are keyed by their normalised text (``sentiment.preprocess.normalize_tweet``): repeated texts keep one row, texts seen
 with both labels are dropped, and texts already in the Sentiment140 data (training, validation, test and
@@ -90,7 +86,7 @@ def prepare(rows: list[FeedbackRow], known: set[str], holdout_share: float, drop
         rows: labelled feedback, oldest first (a repeated text keeps its first row).
         known: normalised texts already in the training or evaluation data.
         holdout_share: share of the hash space held out.
-        dropped: counts of rows dropped earlier (unreviewed thumbs down), extended here.
+        dropped: counts of rows dropped earlier (unreviewed verdicts), extended here.
 
     Returns:
         The train part, the held-out slice and the counts (``rows_read``, ``used``, ``trained``, ``held_out``,

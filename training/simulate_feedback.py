@@ -1,7 +1,8 @@
 """Fill a feedback store from a seeded slice of the train split, as users and a maintainer would have.
 
 The champion in force (``EXPORTS_DIR``) predicts every tweet of the slice: a right answer becomes a thumbs up, a
-wrong one a thumbs down that the maintainer reviewed and corrected to the true label. validation_random is never
+wrong one a thumbs down, and the maintainer reviews every row with its true label (retraining reads reviewed rows
+only). validation_random is never
 touched: it stays the honest set. The slice must then be held out of the retraining that uses it::
 
     python -m training.simulate_feedback --feedback-db /tmp/sim/feedback.db --rows 3000
@@ -52,8 +53,8 @@ def simulate(store_path: Path, data_path: Path, exports_dir: Path, rows: int, in
         right = predicted == LABELS[truth]
         store.record_verdict(feedback_id=feedback_id, text=text, model_name=model.name, model_version=model.version,
                              predicted_label=predicted, confidence=float(confidence), verdict="up" if right else "down")
-        if not right:
-            store.review(feedback_id, true_label=LABELS[truth], note="simulated review")
+        # The simulation plays the maintainer too: retraining reads reviewed rows only.
+        store.review(feedback_id, true_label=LABELS[truth], note="simulated review")
         up += right
     store.close()
     return {"feedback_db": str(store_path), "model": f"{model.name} v{model.version}", "rows": len(data),

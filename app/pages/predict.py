@@ -51,7 +51,11 @@ def _save_feedback(prediction: Prediction, key: str) -> None:
     verdict = VERDICT_BY_INDEX.get(st.session_state.get(key, -1))
     if verdict is None:
         return  # the thumb was un-clicked: the last verdict stays recorded
-    services.record_feedback(prediction, verdict)
+    try:
+        services.record_feedback(prediction, verdict, client=services.client_ip())
+    except services.FeedbackLimited as limited:
+        st.toast(str(limited), icon=":material/hourglass_top:")
+        return
     st.toast("Thanks! Your feedback was saved." if verdict == "up" else
              "Thanks! Saved as misclassified: a maintainer will review it.", icon=":material/check:")
 

@@ -216,3 +216,16 @@ def test_a_failed_seeding_never_logs_the_tracking_uris_password(monkeypatch, cap
     with caplog.at_level("ERROR"):
         assert services.seed_runs("https://alice:s3cret-pass@mlflow.example", "exports/runs") == []
     assert caplog.records and "s3cret-pass" not in caplog.text
+
+
+def test_the_feedback_limiter_counts_per_client_site_and_overall() -> None:
+    from app.auth import RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(per_client=3, overall=5, window_s=3600, clock=clock)
+    assert [limiter.allow("198.51.100.7") for _ in range(3)] == [0, 0, 0]
+    assert limiter.allow("198.51.100.7") == pytest.approx(3600)  # its fourth in the hour waits for the first
+    assert limiter.allow("2001:db8:5:1::1") == 0 and limiter.allow("2001:db8:5:2::1") == 0  # another client, one /56
+    assert limiter.allow("2001:db8:5:3::1") == pytest.approx(3600)  # that /56 had 2, the whole page 5
+    clock.now += 3601
+    assert limiter.allow("198.51.100.7") == 0  # the window moved on

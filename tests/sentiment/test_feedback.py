@@ -331,13 +331,13 @@ def test_the_store_and_the_training_reader_agree_for_every_verdict_and_review_st
     cases = _every_combination(store, clock)
     rows, dropped = training_rows(store.path)
     by_text = {row.text: row for row in rows}
-    assert dropped == {"unreviewed_thumbs_down": 2}
+    assert dropped == {"unreviewed_thumbs_down": 2, "unreviewed_thumbs_up": 2}
     for feedback_id, (verdict, predicted, review) in cases.items():
         stored = store.get(feedback_id)["true_label"]
         row = by_text.get(f"tweet {feedback_id}")
         assert stored == (review or implied_label(verdict, predicted)), feedback_id
-        if verdict == "down" and review is None:
-            assert row is None, feedback_id  # its implied label is only the user's guess
+        if review is None:
+            assert row is None, feedback_id  # nobody reviewed it: any visitor could have written it
             continue
         assert LABELS[row.label] == stored, feedback_id  # what the Review page shows is what training learns
         expected_kind = ("thumbs_up" if verdict == "up" else
@@ -356,10 +356,15 @@ def test_the_writer_and_the_reader_both_call_the_one_rule(
 
     monkeypatch.setattr(feedback, "implied_label", backwards)
     rate(store, "up", feedback_id="u", label="positive", text="a thumbs up")
-    assert store.get("u")["true_label"] == "negative"
+    assert store.get("u")["true_label"] == "negative"  # the writer follows the rule
+    rate(store, "down", feedback_id="d", label="positive", text="a thumbs down")
+    store.review("d", true_label="positive")
+    calls.clear()
     rows, _ = training_rows(store.path)
-    assert [(row.text, LABELS[row.label]) for row in rows] == [("a thumbs up", "negative")]
-    assert calls.count("up") >= 2  # once writing, once reading
+    # The reader follows it too: under the swapped rule a thumbs down implies the prediction, so the maintainer
+    # who kept "positive" confirmed the user (the real rule would say corrected).
+    assert [(row.text, row.kind) for row in rows] == [("a thumbs down", "confirmed")]
+    assert "down" in calls
 
 
 def test_training_rows_names_the_path_when_it_cannot_read_a_store(tmp_path: Path) -> None:
@@ -374,6 +379,7 @@ def test_training_rows_names_the_path_when_it_cannot_read_a_store(tmp_path: Path
 def test_the_read_only_readers_leave_the_store_untouched(store: FeedbackStore, clock: Clock) -> None:
     rate(store, "up", feedback_id="a")
     rate(store, "down", feedback_id="b")
+    store.review("b", true_label="negative")
     store.close()
     before = store.path.read_bytes()
     assert [r["id"] for r in sorted(delivery_rows(store.path), key=lambda r: r["id"])] == ["a", "b"]

@@ -53,15 +53,15 @@ def flipped_tweets(n: int, seed: int) -> list[tuple[str, str]]:
 
 
 def record_reviewed(store: FeedbackStore, rows: list[tuple[str, str]], model_folder: Path) -> None:
-    """What users and the maintainer do: a thumbs up on right answers, a reviewed thumbs down on wrong ones."""
+    """What users and the maintainer do: a thumbs up on right answers, a thumbs down on wrong ones, every row
+    reviewed (retraining reads reviewed rows only)."""
     model = load_predictor(model_folder)
     predicted = model.predict([text for text, _ in rows])
     for (text, truth), label in zip(rows, predicted, strict=True):
         feedback_id = str(uuid.uuid4())
         store.record_verdict(feedback_id=feedback_id, text=text, model_name=model.name, model_version=model.version,
                              predicted_label=label, confidence=0.9, verdict="up" if label == truth else "down")
-        if label != truth:
-            store.review(feedback_id, true_label=truth)
+        store.review(feedback_id, true_label=truth)
 
 
 # -- reading feedback ----------------------------------------------------------------------------------------------
@@ -75,21 +75,22 @@ def _verdict(store: FeedbackStore, text: str, predicted: str, verdict: str, revi
 
 def test_store_and_csv_export_give_the_same_rows_with_counted_drops(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "feedback.db")
-    _verdict(store, "so bussin today", "positive", "up")                       # used: prediction is the label
+    _verdict(store, "so bussin today", "positive", "up", review="positive")    # used: the thumbs up, reviewed
     _verdict(store, "that was mid", "positive", "down", review="negative")     # used: thumbs down confirmed
     _verdict(store, "totally stoked", "positive", "down", review="positive")   # used: maintainer corrected the user
     _verdict(store, "what a yikes day", "positive", "down")                    # dropped: not reviewed
-    _verdict(store, "so  bussin today", "positive", "up")                      # dropped: same normalised text
-    _verdict(store, "salty @bob", "negative", "up")                            # conflicting with the next one
-    _verdict(store, "salty @alice", "positive", "up")                          # (mentions normalise to @user)
-    _verdict(store, "I love the game", "positive", "up")                       # dropped: in the training data
+    _verdict(store, "so  bussin today", "positive", "up", review="positive")   # dropped: same normalised text
+    _verdict(store, "salty @bob", "negative", "up", review="negative")         # conflicting with the next one
+    _verdict(store, "salty @alice", "positive", "up", review="positive")       # (mentions normalise to @user)
+    _verdict(store, "I love the game", "positive", "up", review="positive")    # dropped: in the training data
+    _verdict(store, "zqxairways is the best", "positive", "up")                # dropped: nobody reviewed it
     known = {"I love the game"}
 
     rows, dropped = read_store(tmp_path / "feedback.db")
     feedback = prepare(rows, known, 0.5, dropped)
-    assert feedback.dropped == {"unreviewed_thumbs_down": 1, "duplicate": 2, "conflicting_labels": 1,
-                                "already_in_sentiment140_data": 1}
-    assert feedback.counts["rows_read"] == 8 and feedback.counts["used"] == 3
+    assert feedback.dropped == {"unreviewed_thumbs_down": 1, "unreviewed_thumbs_up": 1, "duplicate": 2,
+                                "conflicting_labels": 1, "already_in_sentiment140_data": 1}
+    assert feedback.counts["rows_read"] == 9 and feedback.counts["used"] == 3
     assert feedback.counts["trained"] + feedback.counts["held_out"] == 3
     assert (feedback.counts["used_thumbs_up"], feedback.counts["used_confirmed"], feedback.counts["used_corrected"]) \
         == (1, 1, 1)
@@ -97,11 +98,13 @@ def test_store_and_csv_export_give_the_same_rows_with_counted_drops(tmp_path: Pa
                       [*feedback.train.labels, *feedback.holdout.labels], strict=True))
     assert labels == {"so bussin today": 1, "that was mid": 0, "totally stoked": 1}
 
-    # The Review page's export holds the reviewed rows only; read back, they carry the same labels.
+    # The Review page's export holds the reviewed rows only; read back, they teach the same labels.
     csv_path = tmp_path / "feedback-reviewed.csv"
     csv_path.write_text(store.export_reviewed_csv(), encoding="utf-8")
     rows, dropped = read_export(csv_path)
-    assert {(r.text, r.label) for r in rows} == {("that was mid", 0), ("totally stoked", 1)}
+    exported = prepare(rows, known, 0.5, dropped)
+    assert dict(zip(exported.train.texts + exported.holdout.texts,
+                    [*exported.train.labels, *exported.holdout.labels], strict=True)) == labels
 
 
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
@@ -236,7 +239,7 @@ def test_simulated_feedback_from_the_train_split_is_held_out_of_the_retraining(w
     counts = simulate(tmp_path / "simulated.db", world["data"], world["exports"], rows=120, interval_s=1.0)
     assert counts["rows"] == 120 == counts["thumbs_up"] + counts["thumbs_down_corrected"]
     rows, dropped = read_store(tmp_path / "simulated.db")
-    assert len(rows) == 120 and not dropped  # every thumbs down was reviewed
+    assert len(rows) == 120 and not dropped  # the simulation reviews every row, as the maintainer would
 
     report = _retrain(world, tmp_path / "simulated.db", "--remove-feedback-from-train")
 
@@ -267,3 +270,15 @@ def test_a_tiny_transformer_goes_through_the_same_retraining(world: dict, capsys
     # A two-layer random BERT after a few dozen steps is far from TF-IDF's validation_random: refused, nothing served.
     assert report["gate"]["decision"] == "refused" and not report["gate"]["checks"]["validation_random"]["passed"]
     assert read_manifest(world["exports"]) == before
+
+
+def test_an_anonymous_flood_of_thumbs_up_cannot_steer_a_retraining(world: dict, tmp_path: Path) -> None:
+    """Audit: 300 unreviewed thumbs-up from one session were trained on and filled the gate's held-out slice; the
+    candidate moved P(positive) of "zqxairways cancelled my flight, worst service ever" from 0.08 to 0.66."""
+    store = FeedbackStore(tmp_path / "flood.db")
+    for i in range(300):
+        _verdict(store, f"zqxairways cancelled my flight, worst service ever #{i}", "positive", "up")
+    rows, dropped = read_store(tmp_path / "flood.db")
+    assert rows == [] and dropped == {"unreviewed_thumbs_up": 300}
+    with pytest.raises(SystemExit, match="not enough usable feedback"):
+        _retrain(world, tmp_path / "flood.db")
