@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SENTIMENT140_POLARITIES = ("0", "2", "4")  # the first field of every Sentiment140 row
 SENTIMENT140_COLUMNS = ("target", "ids", "date", "flag", "user", "text")
 FORMATS = ("auto", "csv", "sentiment140", "parquet")
 _OUTPUT_DDL = "label string, confidence double, p_positive double, model string, version string, reason string"
@@ -128,7 +129,10 @@ def read_input(spark: SparkSession, path: str, *, fmt: str = "auto", text_column
         if fmt == "csv":
             charset = _ENCODINGS.get((encoding or "utf-8").lower(), encoding or "UTF-8")
             frame = reader.options(header=True, encoding=charset).csv(path)
-            if detect and text_column not in frame.columns and len(frame.columns) == len(SENTIMENT140_COLUMNS):
+            # Sentiment140's files have no header: their first row, read as one, starts with a polarity code. A
+            # six-column file whose first row is a real header is a CSV without the text column, not Sentiment140.
+            if (detect and text_column not in frame.columns and len(frame.columns) == len(SENTIMENT140_COLUMNS)
+                    and frame.columns[0].strip() in SENTIMENT140_POLARITIES):
                 fmt = "sentiment140"
         if fmt == "sentiment140":
             charset = _ENCODINGS.get((encoding or "latin-1").lower(), encoding)
@@ -206,8 +210,14 @@ def score(spark: SparkSession, source: str, target: str, predictor: Predictor, *
                                     multiline=multiline)
     for name in OUTPUT_COLUMNS:
         if name in frame.columns:
-            frame = frame.withColumnRenamed(name, f"input_{name}")
-            text_column = f"input_{name}" if text_column == name else text_column
+            renamed = f"input_{name}"
+            while renamed in frame.columns:  # an input may already hold input_label
+                renamed = f"input_{renamed}"
+            frame = frame.withColumnRenamed(name, renamed)
+            text_column = renamed if text_column == name else text_column
+    quoted = [name for name in frame.columns if "`" in name]
+    if quoted:  # Spark cannot carry such a name through mapInPandas: say so before any work starts
+        raise ValueError(f"{source}: column names with a backtick {quoted} cannot be scored by Spark; rename them")
     schema = ", ".join([f"`{name}` {kind}" for name, kind in frame.dtypes] + [_OUTPUT_DDL])
     function = _scorer(str(predictor.folder), predictor.variant, threads, text_column,
                        max_chars or EngineSettings().max_text_chars, chunk_rows)

@@ -211,3 +211,28 @@ def test_command_line_refuses_an_unknown_model_before_starting_spark(tweets_csv:
     assert main([str(tweets_csv), str(tmp_path / "out"), "--model", "nope", "--exports-dir", str(REAL_EXPORTS)]) == 1
     assert "no model 'nope'" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_odd_column_names_and_a_header_that_is_not_sentiment140(spark, tfidf_lr, tmp_path: Path) -> None:
+    """Audit: a backtick in a column name raised ParseException; `label` beside `input_label` raised
+    AnalysisException; a six-column CSV with a header but no `text` column was read as Sentiment140 (its header
+    row scored, column 6 taken as the text)."""
+    quoted = tmp_path / "quoted.parquet"
+    pd.DataFrame({"we`ird": ["a"], "text": ["lovely crew, thanks"]}).to_parquet(quoted)
+    with pytest.raises(ValueError, match=r"backtick \['we`ird'\].*rename them"):
+        score(spark, str(quoted), str(tmp_path / "never"), tfidf_lr)
+    assert not (tmp_path / "never").exists()
+
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"id": ["a", "b"], "label": [4, 0], "input_label": [1, 0],
+                  "text": ["lovely crew, thanks", "lost my bag, awful"]}).to_parquet(source)
+    summary = score(spark, str(source), str(tmp_path / "out"), tfidf_lr)
+    assert summary["scored"] == 2
+    out = pd.read_parquet(tmp_path / "out").sort_values("id")
+    assert out["input_input_label"].tolist() == [4, 0] and out["input_label"].tolist() == [1, 0]
+    assert out["label"].tolist() == ["positive", "negative"]
+
+    headed = tmp_path / "six.csv"
+    headed.write_text("a,b,c,d,e,f\n1,2,3,4,5,great crew\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no column 'text'"):
+        score(spark, str(headed), str(tmp_path / "never2"), tfidf_lr)
