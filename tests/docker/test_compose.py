@@ -60,7 +60,9 @@ def test_the_stack_of_the_seed_on_bridge_networks() -> None:
     nginx = (DOCKER / "nginx.conf").read_text()
     assert "server api:8000;" in nginx and "listen 8080;" in nginx
     published = load("compose.override.yaml")["services"]
-    assert published == {"mlflow": {"ports": ["5000:5000"]}, "proxy": {"ports": ["8000:8080"]},
+    # MLflow on loopback only (audit: published on every interface, without authentication, it let anyone move the
+    # champion alias that alias-following services serve).
+    assert published == {"mlflow": {"ports": ["127.0.0.1:5000:5000"]}, "proxy": {"ports": ["8000:8080"]},
                          "app": {"ports": ["8501:8501"]}}
 
 
