@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -181,6 +182,15 @@ def test_all_models_view_shows_every_verdict(fakes: dict) -> None:
     table = at.dataframe[0].value
     assert list(table["model"]) == ["fake-lexicon", "fake-other"]
     assert len(at.get("plotly_chart")) == 2
+    # One format for every percentage: "97.4%" beside "95.98%" was the column's own rounding.
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["confidence"]["type_config"]["format"] == columns["p_positive"]["type_config"]["format"] == "%.1f%%"
+    assert 50 <= table["confidence"].iloc[0] <= 100  # shown in percent, not as a fraction
+
+
+def test_the_batch_model_picker_marks_the_champion(fakes: dict) -> None:
+    picker = new_app().run().selectbox(key="batch_model")
+    assert picker.options == ["fake-lexicon (champion)", "fake-other"] and picker.value == "fake-lexicon"
 
 
 def test_batch_tab_scores_an_uploaded_csv(fakes: dict) -> None:
