@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 from app import charts, services, ui
@@ -156,7 +158,11 @@ def _batch_tab(registry_names: list[str], default: str, champion: str) -> None:
     if result is not None:
         counts = result["label"].fillna("not scored").value_counts()
         st.write(" · ".join(f"{label}: {count:,}" for label, count in counts.items()))
-        st.dataframe(result.head(200), hide_index=True)
+        # Tweets come HTML-escaped from Twitter (Sentiment140's &quot;, &amp;): shown as a reader sees them; the
+        # download keeps the file's own text.
+        preview = result.head(200).assign(text=lambda f: f["text"].map(
+            lambda t: html.unescape(t) if isinstance(t, str) else t))
+        st.dataframe(preview, hide_index=True)
         name = st.session_state.get("batch_name", "tweets.csv").rsplit(".", 1)[0]
         st.download_button("Download the scored CSV", scored_csv(result),
                            file_name=f"{name}-scored.csv", mime="text/csv", key="download_batch")

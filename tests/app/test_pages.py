@@ -193,6 +193,16 @@ def test_the_batch_model_picker_marks_the_champion(fakes: dict) -> None:
     assert picker.options == ["fake-lexicon (champion)", "fake-other"] and picker.value == "fake-lexicon"
 
 
+def test_the_batch_preview_shows_tweets_as_written_and_the_download_keeps_the_file(fakes: dict) -> None:
+    """Audit: the preview showed Sentiment140's raw &quot;."""
+    at = new_app().run()
+    at.file_uploader(key="batch_file").set_value(
+        ("mine.csv", b"text\n&quot;love it&quot; &amp; more\n", "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert at.dataframe[0].value["text"].tolist() == ['"love it" & more']
+    assert at.session_state["batch_result"]["text"].tolist() == ["&quot;love it&quot; &amp; more"]
+
+
 def test_batch_tab_scores_an_uploaded_csv(fakes: dict) -> None:
     at = new_app().run()
     at.file_uploader(key="batch_file").set_value(
