@@ -77,14 +77,13 @@ def _show_prediction(prediction: Prediction) -> None:
     st.feedback("thumbs", key=key, on_change=_save_feedback, args=(prediction, key))
 
 
-def _single_tab(registry_names: list[str], default: str, champion: str) -> None:
+def _single_tab(registry_names: list[str], default: str, champion: str, max_chars: int) -> None:
     st.selectbox("Example tweets (written by us)", EXAMPLE_TWEETS, index=None, key="example",
                  placeholder="Pick an example…", on_change=_use_example)
     # No max_chars: a pasted long text would be cut silently; it is counted and refused with a message.
     _prefill_shared_text()
     text = st.text_area("Tweet", key="tweet_text", height=110, on_change=_text_edited,
                         placeholder="Type or paste a tweet (Ctrl+Enter to apply)")
-    max_chars = services.ready_registry().settings.max_text_chars
     st.caption(char_count(text, max_chars), help="Updated when you press Ctrl+Enter or leave the text area.")
     model_name = st.selectbox("Model", registry_names, index=registry_names.index(default), key="model",
                               format_func=lambda n: f"{n} (champion)" if n == champion else n, bind="query-params")
@@ -174,6 +173,6 @@ names = [m.name for m in registry.models()]
 champion = services.champion_name(registry)
 single, batch = st.tabs(["Single tweet", "Batch (CSV)"])
 with single:
-    _single_tab(names, registry.default_name, champion)
+    _single_tab(names, registry.default_name, champion, registry.settings.max_text_chars)
 with batch:
     _batch_tab(names, registry.default_name, champion)

@@ -109,9 +109,11 @@ def chromium() -> Iterator[Any]:
 
 def _make_run_options() -> list[str]:
     """The uvicorn options of the Makefile's ``run`` target, after ``app.server:app`` (HOST and PORT as made)."""
-    recipe = re.search(r"^run:.*\n\t(.+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    recipe = re.search(r"^run:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.MULTILINE)
     assert recipe, "no run target in the Makefile"
-    words = shlex.split(recipe.group(1))
+    # The recipe's uvicorn line (a port check may come first).
+    line = next((line for line in recipe.group(1).splitlines() if "uvicorn" in line), "")
+    words = shlex.split(line.strip())
     assert "app.server:app" in words, words
     return words[words.index("app.server:app") + 1:]
 
