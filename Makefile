@@ -121,6 +121,9 @@ train-quick: install-train ## the same pipeline on small samples (minutes)
 evaluate: install-train ## score a model (MODEL=exports/<name> or models:/…) on a labelled CSV (DATA=…)
 	$(PY) -m training.evaluate --model $(or $(MODEL),exports/minilm) $(if $(DATA),--data $(DATA),) $(EVAL_ARGS)
 
+evaluate-ood: install-train ## every served export on validation_random and the out-of-domain sets (OUT_OF_DOMAIN_DIR); results/out_of_domain.*
+	$(PY) -m training.evaluate_ood $(foreach m,$(MODELS),--model $(m))
+
 evaluate-emoji: install-train ## emoji kept vs spelled as words for the transformer exports (MODELS="exports/minilm …"); results/emoji.md
 	$(PY) -m training.evaluate_emoji $(foreach m,$(or $(MODELS),exports/minilm),--model $(m))
 

@@ -16,8 +16,9 @@ from sentiment.champion import CHAMPION_ALIAS
 from sentiment.settings import PROJECT_ROOT, ProjectSettings
 
 __all__ = ["CHAMPION_ALIAS", "EXPERIMENT_NAME", "PROJECT_ROOT", "REGISTERED_MODEL", "SEED", "TEST_SET",
-           "VALIDATION_RANDOM_FILE", "VALIDATION_RANDOM_SET", "RetrainSettings", "TrainingSettings", "artifacts_dir",
-           "data_dir", "exports_dir", "feedback_db", "retrain_settings", "settings", "tracking_uri"]
+           "OUT_OF_DOMAIN_SETS", "VALIDATION_RANDOM_FILE", "VALIDATION_RANDOM_SET", "RetrainSettings", "TrainingSettings", "artifacts_dir",
+           "data_dir", "exports_dir", "feedback_db", "out_of_domain_dir", "retrain_settings", "settings",
+           "tracking_uri"]
 
 EXPERIMENT_NAME = "tweet-sentiment"
 REGISTERED_MODEL = "tweet-sentiment"
@@ -35,6 +36,10 @@ class TrainingSettings(ProjectSettings):
     sentiment140_dir: Path = Field(
         default_factory=lambda data: data["project_root"].parent / "shared" / "data" / "sentiment140",
         description="Folder of the Sentiment140 files (read its README); never copied into the project.",
+    )
+    out_of_domain_dir: Path = Field(
+        default_factory=lambda data: data["project_root"].parent / "shared" / "data" / "out_of_domain",
+        description="Folder of the out-of-domain sets (TweetEval validation, airline tweets; text,label CSVs).",
     )
     artifacts_dir: Path = Field(
         default_factory=lambda data: data["project_root"] / "artifacts",
@@ -71,6 +76,15 @@ def settings() -> TrainingSettings:
 def data_dir() -> Path:
     """Folder holding the Sentiment140 files (``SENTIMENT140_DIR``, default ``../shared/data/sentiment140``)."""
     return settings().sentiment140_dir
+
+
+# The out-of-domain sets every model is scored on beside validation_random (file in OUT_OF_DOMAIN_DIR → set name).
+OUT_OF_DOMAIN_SETS = {"tweeteval_val_posneg.csv": "tweeteval_validation", "airline_dev_2000.csv": "airline_dev"}
+
+
+def out_of_domain_dir() -> Path:
+    """Folder of the out-of-domain sets (``OUT_OF_DOMAIN_DIR``, default ``../shared/data/out_of_domain``)."""
+    return settings().out_of_domain_dir
 
 
 def exports_dir() -> Path:
