@@ -61,7 +61,8 @@ class ServedModel:
     predictor: Predictor
     batcher: MicroBatcher
     load_seconds: float
-    # sha256 of the metadata.json it was loaded from: an unchanged folder is reused by a reload, not reloaded.
+    # The export's digest (metadata.json and its files' listing, sentiment.reload): an unchanged folder is reused
+    # by a reload, not reloaded.
     digest: str = ""
 
     @property
@@ -154,7 +155,7 @@ class ModelRegistry:
         self._state = "not_started"
         self._error: str | None = None
         self._skipped: dict[str, str] = {}
-        # Folder → metadata digest of the exports skipped as broken: a reload leaves them out until they change.
+        # Folder → digest of the exports skipped as broken: a reload leaves them out until they change.
         self._skipped_digests: dict[Path, str] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready_seconds: float | None = None
