@@ -130,6 +130,18 @@ evaluate-emoji: install-train ## emoji kept vs spelled as words for the transfor
 distill: install-train ## distil a teacher export into MiniLM-L6, kept only if it beats exports/minilm (TEACHER=exports/mpnet DISTILL_ARGS="--limit 40000 --time-budget-min 150")
 	$(PY) -m training.distill --teacher $(or $(TEACHER),exports/mpnet) $(DISTILL_ARGS)
 
+TRANSFORMER_EXPORTS = $(or $(EXPORTS_DIR),exports)/minilm $(or $(EXPORTS_DIR),exports)/mpnet
+
+.PHONY: fp32 quantize bench-quantization
+fp32: install-train ## rebuild the git-ignored fp32 graphs of the transformer exports from their int8 weights (byte for byte)
+	$(PY) -m training.quantize --fp32-only $(or $(MODELS),$(TRANSFORMER_EXPORTS))
+
+quantize: install-train ## static int8: calibrate the activation scales of the transformer exports on train-split tweets (MODELS=…)
+	$(PY) -m training.quantize $(or $(MODELS),$(TRANSFORMER_EXPORTS))
+
+bench-quantization: install-train ## each tweet alone and in batches of 32: static int8 beside dynamic int8 and fp32; results/quantization.*
+	$(PY) -m benchmarks.quantization $(BENCH_ARGS)
+
 export: install-train ## export the registered models to exports/
 	$(PY) -m training.export $(EXPORT_ARGS)
 

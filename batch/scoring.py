@@ -23,12 +23,13 @@ DEFAULT_CHUNK_ROWS = 256
 def default_chunk_rows(predictor: Predictor) -> int:
     """Rows per predictor call when none is asked for.
 
-    A dynamically quantised (int8) graph scales its activations over each call, so a tweet's probability moves
-    with its batch-mates (up to 0.06 measured on made-up tweets): one tweet per call gives every tweet the answer
-    the API gives it alone, at about the speed of batches on CPUs (``../shared/FACTS.md``: MiniLM int8 batch 16
-    is barely faster than batch 1). Other graphs answer the same in any batch.
+    A dynamically quantised int8 graph (an export made before decision 0007 and not re-quantised with
+    ``make quantize``) scales its activations over each call, so a tweet's probability moves with its batch-mates
+    (up to 0.06 measured on made-up tweets): one tweet per call gives every tweet the answer the API gives it alone.
+    Static int8, fp32 and classical graphs answer the same in any batch.
     """
-    return 1 if predictor.variant == "int8" else DEFAULT_CHUNK_ROWS
+    dynamic = predictor.variant == "int8" and predictor.metadata.get("quantization", {}).get("activations") != "static"
+    return 1 if dynamic else DEFAULT_CHUNK_ROWS
 
 
 def score_texts(texts: pd.Series, predictor: Predictor, *, max_chars: int,

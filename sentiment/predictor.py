@@ -21,7 +21,7 @@ from sentiment.preprocess import normalize_for_transformer, normalize_tweet
 from sentiment.scoring import to_labels
 
 logger = logging.getLogger(__name__)
-__all__ = ["discover", "load_predictor", "Predictor", "TransformerPredictor", "ClassicalPredictor"]
+__all__ = ["discover", "graph_feeds", "softmax", "load_predictor", "Predictor", "TransformerPredictor", "ClassicalPredictor"]
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -32,7 +32,7 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -102,17 +102,22 @@ class TransformerPredictor(Predictor):
         return out
 
     def _run(self, encodings: list) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, enc in enumerate(encodings):
-            ids[row, : len(enc.ids)] = enc.ids
-            mask[row, : len(enc.ids)] = 1
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._inputs:
-            feeds["token_type_ids"] = np.zeros_like(ids)
-        (logits,) = self.session.run(["logits"], feeds)
-        return _softmax(logits.astype(np.float32))
+        (logits,) = self.session.run(["logits"], graph_feeds(encodings, self._inputs))
+        return softmax(logits.astype(np.float32))
+
+
+def graph_feeds(encodings: Sequence[Any], inputs: set[str]) -> dict[str, np.ndarray]:
+    """The inputs of a transformer graph for ``encodings``: ids, attention mask and (if declared) token types."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, enc in enumerate(encodings):
+        ids[row, : len(enc.ids)] = enc.ids
+        mask[row, : len(enc.ids)] = 1
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in inputs:
+        feeds["token_type_ids"] = np.zeros_like(ids)
+    return feeds
 
 
 class ClassicalPredictor(Predictor):

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
-from onnx.external_data_helper import convert_model_to_external_data, uses_external_data
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 from skl2onnx import convert_sklearn
@@ -26,6 +25,8 @@ from sklearn.pipeline import Pipeline
 
 from sentiment.exports import FP32_FILE, write_metadata
 from sentiment.preprocess import PREPROCESSING_VERSION
+from training.onnx_files import MAX_FILE_BYTES, split_external_data
+from training.quantize import calibrate_static, tokenize
 
 # Per-tensor int8 cost the fine-tuned MPNet 1.8 points on validation_random (0.8268 against fp32's 0.8447);
 # per-channel weight scales cost 0.3 (0.8417), same size. MiniLM's per-tensor graph already matches fp32.
@@ -37,10 +38,6 @@ OPSET = 17
 CLASSICAL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
-# Each committed file stays under this size (git hosts refuse files over 100 MB); larger graphs keep their
-# tensors as ONNX external data in ``<graph>.data/``.
-MAX_FILE_BYTES = 95_000_000
-EXTERNAL_DATA_SUFFIX = ".data"
 # Reported in the bundle's metadata: what ONNX Runtime's transformer optimizer fused.
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
              "FastGelu", "Gelu")
@@ -69,73 +66,25 @@ def classical_bundle(pipeline: Pipeline, folder: Path, *, name: str, display_nam
                                    "probability_output": "probabilities"})
 
 
-def split_external_data(path: Path, *, max_bytes: int = MAX_FILE_BYTES, size_threshold: int = 1 << 16) -> list[str]:
-    """Rewrite the ONNX graph at ``path`` with its large tensors in ``<name>.data/``, one file per tensor.
-
-    Git hosts refuse files over 100 MB, and an int8 MPNet graph is about 110 MB: kept as ONNX external data
-    (``save_model(..., save_as_external_data=True, all_tensors_to_one_file=False)``, each file named after its
-    tensor or the node reading it, instead of random ids) every file stays small: each weight matrix over ``size_threshold`` bytes gets its own
-    file, biases and norms stay in the graph file. ONNX Runtime loads such a graph from its path as usual.
-
-    Returns:
-        The external data files, relative to the graph's folder (POSIX paths), in graph order.
-
-    Raises:
-        ValueError: a file would still exceed ``max_bytes``.
-    """
-    model = onnx.load(str(path))
-    data_dir = path.with_name(path.name + EXTERNAL_DATA_SUFFIX)
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir()
-    convert_model_to_external_data(model, all_tensors_to_one_file=False, size_threshold=size_threshold)
-    # The legacy exporter names transposed Linear weights "onnx::MatMul_<n>", a number that changes from one
-    # export to the next; the node that reads the weight has a stable name ("/mpnet/encoder/layer.0/…/MatMul_quant").
-    reader = {}
-    for node in model.graph.node:
-        for name in node.input:
-            reader.setdefault(name, node.name)
-    written, taken = [], set()
-    for tensor in _initializers(model.graph):
-        if not uses_external_data(tensor):
-            continue
-        label = reader.get(tensor.name) if tensor.name.startswith("onnx::") else None
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label or tensor.name).strip("._") or "tensor"
-        name, n = stem, 1
-        while name.lower() in taken:  # unique even on case-insensitive file systems
-            n += 1
-            name = f"{stem}_{n}"
-        taken.add(name.lower())
-        location = f"{data_dir.name}/{name}"
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = location
-        written.append(location)
-    onnx.save_model(model, str(path))
-    for location in written:  # onnx creates them 0600: unreadable to a non-root server of a root-built image
-        shutil.copymode(path, path.parent / location)
-    too_big = [p.name for p in [path, *(path.parent / w for w in written)] if p.stat().st_size > max_bytes]
-    if too_big:
-        raise ValueError(f"{too_big} exceed {max_bytes} bytes even as external data")
-    return written
-
-
 def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name: str, max_length: int,
-                       preprocessing_version: str = PREPROCESSING_VERSION, keep_fp32: bool = True,
-                       split_over: int = MAX_FILE_BYTES) -> dict[str, Any]:
-    """Export a fine-tuned encoder classifier (BERT, MPNet) to ONNX, fuse, quantise to int8, write its bundle.
+                       calibration_texts: Sequence[str], preprocessing_version: str = PREPROCESSING_VERSION,
+                       keep_fp32: bool = True, split_over: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """Export a fine-tuned encoder classifier (BERT, MPNet) to ONNX, fuse, quantise to static int8, write its bundle.
 
     The legacy exporter (opset 17) writes the graph; ONNX Runtime's transformer optimizer (``model_type="bert"``)
     fuses what it recognises: for BERT attention, skip layer norms and the embedding layer norm; for MPNet the
     relative position bias added to the attention scores defeats the attention fusion, so only skip layer norms
     and bias-GELUs fuse (``fused_ops`` in the metadata says which). The int8 graph is split into external data
     files when it would exceed ``MAX_FILE_BYTES``; the fp32 graph stays one file (git-ignored, not served).
+    The int8 graph's activation scales are constants calibrated on ``calibration_texts`` (``training.quantize``):
+    a tweet's answer does not depend on the tweets batched with it.
 
     Args:
         model_dir: a Hugging Face model folder (``save_pretrained`` output with its tokenizer).
         folder: the bundle folder (replaced).
         name: export name; display_name: human name.
         max_length: truncation length used in training.
+        calibration_texts: train-split tweets the activation ranges are calibrated on (never evaluation tweets).
         preprocessing_version: the normalisation version the model was trained with.
         keep_fp32: keep the fp32 ONNX beside the int8 one (parity checks need it).
         split_over: split the int8 graph into external data files when it is larger than this (bytes).
@@ -175,10 +124,14 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
+    tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
+    static, quantization, _ = calibrate_static(onnx.load(str(folder / INT8_FILE)), onnx.load(str(folder / FP32_FILE)),
+                                            tokenize(folder / TOKENIZER_FILE, max_length, calibration_texts))
+    onnx.save_model(static, str(folder / INT8_FILE))
+    del static
     external = {}
     if (folder / INT8_FILE).stat().st_size > split_over:
         external["int8"] = split_external_data(folder / INT8_FILE)
-    tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
     logger.info("%s exported, fused (%s) and quantised in %.1f s", name,
                 ", ".join(f"{v} {k}" for k, v in fused_ops.items() if v) or "nothing fused", time.perf_counter() - started)
     if not keep_fp32:
@@ -188,17 +141,7 @@ def transformer_bundle(model_dir: Path, folder: Path, *, name: str, display_name
                                    "architecture": config.model_type, "variants": variants, "default_variant": "int8",
                                    "max_length": max_length, "tokenizer": TOKENIZER_FILE,
                                    "preprocessing_version": preprocessing_version, "fused_ops": fused_ops,
-                                   "external_data": external})
-
-
-def _initializers(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
-    """Initializers of ``graph`` and of its sub-graphs (If/Loop bodies), the tensors external data can hold."""
-    tensors = list(graph.initializer)
-    for node in graph.node:
-        for attribute in node.attribute:
-            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                tensors.extend(_initializers(sub))
-    return tensors
+                                   "quantization": quantization, "external_data": external})
 
 
 def _count_ops(graph: onnx.GraphProto) -> dict[str, int]:

@@ -141,7 +141,7 @@ def compare(student: Predictor, baseline: Predictor, data: Dataset, *, max_p: fl
 
 def main(argv: list[str] | None = None) -> None:
     from training import train_transformer as tt
-    from training.pipeline import evaluate_transformer
+    from training.pipeline import calibration_sample, evaluate_transformer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's export folder (e.g. exports/mpnet)")
@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     sets = {config.TEST_SET: splits.test, "validation": splits.validation,
             config.VALIDATION_RANDOM_SET: validation_random}
     work = run_dir.parent
-    trained = evaluate_transformer(STUDENT, "MiniLM-L6 distilled (ONNX int8)", run_dir, sets, work)
+    trained = evaluate_transformer(STUDENT, "MiniLM-L6 distilled (ONNX int8)", run_dir, sets, work,
+                                   calibration_sample(splits.train))
     gate = compare(trained.served, load_predictor(args.baseline), validation_random, max_p=args.max_p,
                    max_latency_ratio=args.max_latency_ratio)
     decision = {"student": STUDENT, "teacher": cfg.teacher, "baseline": str(args.baseline), **asdict(gate)}

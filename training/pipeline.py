@@ -26,6 +26,7 @@ from training import config, register
 from training.bundle import classical_bundle, max_abs_diff, transformer_bundle
 from training.data import Dataset, Splits, load, load_splits, sample
 from training.evaluate import evaluate
+from training.quantize import CALIBRATION_SEED, CALIBRATION_TWEETS
 from training.tracking import file_hashes, log_model_run
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ def run_transformer(family: str, splits: Splits, sets: dict[str, Dataset], hashe
         logger.warning("%s training paused at a checkpoint in %s; run the same command again to resume", family,
                        cfg.output_dir)
         raise SystemExit(tt.PAUSED_EXIT)
-    trained = evaluate_transformer(family, tt.FAMILIES[family].display_name, Path(cfg.output_dir), sets, work)
+    trained = evaluate_transformer(family, tt.FAMILIES[family].display_name, Path(cfg.output_dir), sets, work,
+                                   calibration_sample(splits.train))
     log_model_run(name=family, family="transformer", params=trained.params, evaluations=trained.evaluations,
                   data_hashes=hashes, bundle=trained.bundle, history=trained.history,
                   tags=trained.tags | {"transformer_family": family}, extra_metrics=trained.metrics)
@@ -117,9 +119,14 @@ class TrainedTransformer:
     history: list[dict[str, float]]
 
 
+def calibration_sample(train: Dataset) -> list[str]:
+    """The train-split tweets that calibrate a transformer's static int8 activation ranges."""
+    return sample(train, CALIBRATION_TWEETS, seed=CALIBRATION_SEED).texts
+
+
 def evaluate_transformer(name: str, display_name: str, run_dir: Path, sets: dict[str, Dataset],
-                         work: Path) -> TrainedTransformer:
-    """Bundle ``run_dir/model`` as ``name`` (ONNX fp32 + int8), check parity with torch, score it on ``sets``."""
+                         work: Path, calibration_texts: list[str]) -> TrainedTransformer:
+    """Bundle ``run_dir/model`` as ``name`` (ONNX fp32 + static int8), check parity with torch, score it on ``sets``."""
     import json
 
     from training import train_transformer as tt
@@ -129,7 +136,8 @@ def evaluate_transformer(name: str, display_name: str, run_dir: Path, sets: dict
     model_dir = run_dir / "model"
     bundle = work / "bundles" / name
     transformer_bundle(model_dir, bundle, name=name, display_name=display_name,
-                       max_length=summary["config"]["max_length"], preprocessing_version=summary["preprocessing_version"])
+                       max_length=summary["config"]["max_length"], calibration_texts=calibration_texts,
+                       preprocessing_version=summary["preprocessing_version"])
     served = load_predictor(bundle, variant="int8")
     fp32 = load_predictor(bundle, variant="fp32")
     validation_random = sets[config.VALIDATION_RANDOM_SET]
@@ -140,7 +148,7 @@ def evaluate_transformer(name: str, display_name: str, run_dir: Path, sets: dict
     int8_drop = fp32_metrics["accuracy"] - evaluations[config.VALIDATION_RANDOM_SET][0]["accuracy"]
     logger.info("%s: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", name, parity, int8_drop)
     params = {**{k: v for k, v in summary["config"].items() if k != "output_dir"}, "train_rows": summary["train_rows"],
-              "steps": summary["steps"], "onnx_opset": 17, "quantization": "dynamic int8 (fused graph)"}
+              "steps": summary["steps"], "onnx_opset": 17, "quantization": "static int8 (fused graph)"}
     tags = {"preprocessing_version": summary["preprocessing_version"]}
     if summary.get("base_model_sha256"):
         tags["base_model_sha256"] = summary["base_model_sha256"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from batch import spark as batch_spark
-from batch.scoring import OUTPUT_COLUMNS, score_texts
+from batch.scoring import DEFAULT_CHUNK_ROWS, OUTPUT_COLUMNS, default_chunk_rows, score_texts
 from sentiment.exports import ExportError
 from sentiment.predictor import Predictor, load_predictor
 from sentiment.scoring import EMPTY, MISSING, TOO_LONG
@@ -86,3 +86,15 @@ def test_spark_refuses_a_wide_encoding_with_the_fix(tmp_path: Path, encoding: st
         batch_spark._refuse_wide_encodings(str(source))
     (tmp_path / "plain.csv").write_text("text\nhello\n", encoding="utf-8")
     batch_spark._refuse_wide_encodings(str(tmp_path / "plain.csv"))  # UTF-8: read as usual
+
+
+def test_static_int8_is_scored_in_chunks_and_a_dynamic_graph_one_tweet_a_call() -> None:
+    class Graph:
+        variant = "int8"
+
+        def __init__(self, activations: str | None) -> None:
+            self.metadata = {"quantization": {"activations": activations}} if activations else {}
+
+    assert default_chunk_rows(Graph("static")) == DEFAULT_CHUNK_ROWS
+    assert default_chunk_rows(Graph(None)) == 1  # an export quantised before decision 0007
+    assert default_chunk_rows(load_predictor(TFIDF_LR.parent / "minilm")) == DEFAULT_CHUNK_ROWS

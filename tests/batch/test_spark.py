@@ -104,8 +104,9 @@ def read_scored(path: Path) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(("where", "model", "tolerance"), [
-    ("real", "minilm", 0.03),    # the committed int8 graph: its outputs depend on the batch (one tweet a call)
-    # Classical and fp32: exact up to float32 rounding (1.2e-7 measured: matrix kernels differ by batch size).
+    # Static int8, classical and fp32: exact up to float32 rounding (1.2e-7 measured: float kernels differ by batch
+    # size), now in chunks of 256 rows.
+    ("real", "minilm", 1e-5),
     ("real", "tfidf-lr", 1e-6),
     ("tiny", "tiny-bert", 1e-6),
     ("tiny", "tiny-lr", 1e-6),

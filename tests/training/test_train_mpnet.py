@@ -8,16 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from sentiment.exports import read_metadata, sha256_file
-from sentiment.predictor import load_predictor
+from sentiment.predictor import graph_feeds, load_predictor, softmax
 from tests.training.conftest import synthetic_tweets
 from training import train_transformer as tt
 from training.bundle import FP32_FILE, INT8_FILE, MAX_FILE_BYTES, max_abs_diff, transformer_bundle
 from training.data import Dataset
+from training.quantize import rebuild_fp32, tokenize
 
 
 def _data(n: int = 96, seed: int = 0) -> Dataset:
@@ -99,8 +101,9 @@ def test_exported_mpnet_loads_in_the_api_predictor_and_matches_torch(tmp_path: P
     model_dir = tt.train(_cfg(tmp_path / "train", learning_rate=1e-3, epochs=2.0), _data(160))
     # split_over=0 forces the int8 graph into external data files, as the 110 MB int8 all-mpnet-base-v2 is.
     meta = transformer_bundle(model_dir, tmp_path / "bundle", name="mpnet", display_name="tiny MPNet",
-                              max_length=64, split_over=0)
+                              max_length=64, calibration_texts=_data(64, seed=5).texts, split_over=0)
     bundle = tmp_path / "bundle"
+    assert meta["quantization"]["activations"] == "static" and meta["quantization"]["calibration_tweets"] == 64
     assert meta["architecture"] == "mpnet" and meta["family"] == "transformer"
     # The relative position bias added to the scores defeats ONNX Runtime's attention fusion; layer norms fuse.
     assert meta["fused_ops"]["Attention"] == 0 and meta["fused_ops"]["SkipLayerNormalization"] == 5
@@ -129,3 +132,17 @@ def test_exported_mpnet_loads_in_the_api_predictor_and_matches_torch(tmp_path: P
     assert int8_proba.shape == (80, 2) and np.allclose(int8_proba.sum(axis=1), 1, atol=1e-5)
     agreement = np.mean(int8_proba.argmax(axis=1) == torch_proba.argmax(axis=1))
     assert agreement >= 0.9
+    # Static int8: each tweet's answer is the one it gets alone, whatever the batch.
+    alone = np.concatenate([int8.predict_proba([t]) for t in texts])
+    assert max_abs_diff(alone, int8_proba) <= 1e-3
+
+    # The fp32 graph rebuilt from the static int8 weights (make fp32) answers as torch does.
+    rebuilt = tmp_path / "rebuilt.onnx"
+    rebuild_fp32(bundle, rebuilt)
+    ops = {node.op_type for node in onnx.load(str(rebuilt)).graph.node}
+    assert not ops & {"MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
+    session = ort.InferenceSession(str(rebuilt), providers=["CPUExecutionProvider"])
+    encodings = tokenize(bundle / meta["tokenizer"], 64, texts[:12])
+    rebuilt_proba = np.concatenate([softmax(session.run(["logits"], graph_feeds([e], {"input_ids", "attention_mask"}))[0])
+                                    for e in encodings])
+    assert max_abs_diff(rebuilt_proba, torch_proba[:12]) < 1e-3
