@@ -175,6 +175,10 @@ bench: install-dev install-wrk ## serving ratios in one run (wrk; BENCH_ARGS=--q
 bench-train-precision: install-train ## seconds per fine-tuning step, fp32 against bf16 (MiniLM; mpnet when installed); results/train_precision.*
 	$(PY) -m benchmarks.train_precision $(BENCH_ARGS)
 
+.PHONY: bench-budgets
+bench-budgets: install-dev install-wrk ## a 256-tweet batch to each transformer while 8 connections load the other: latency against its deadline; results/budgets.*
+	$(PY) -m benchmarks.budgets $(BENCH_ARGS)
+
 .PHONY: bench-reload
 bench-reload: install-dev ## live reload under load: a new minilm version swapped in at 8 connections, timed; results/reload.*
 	$(PY) -m benchmarks.reload $(BENCH_ARGS)

@@ -114,11 +114,11 @@ async def classify_request(request: Request, model: ServedModel, texts: Sequence
     """:func:`sentiment.classify.classify` for an HTTP request: dropped if the client leaves, 503 when overloaded.
 
     Raises:
-        HTTPException: 503 with ``Retry-After`` when the queue is full or ``REQUEST_TIMEOUT_S`` passed; 499
+        HTTPException: 503 with ``Retry-After`` when the model's queue is full or its deadline passed; 499
             (never seen by the client) when it disconnected.
     """
     try:
-        return await classify(model, texts, metrics, timeout=settings.request_timeout_s,
+        return await classify(model, texts, metrics, timeout=model.budget.deadline_s,
                               abandoned=_client_gone(request.receive))
     except (QueueFullError, DeadlineError) as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error),

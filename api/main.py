@@ -85,7 +85,6 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     metrics = registry.metrics or Metrics()
     registry.metrics = metrics
     metrics.models_ready.set_function(lambda: float(registry.ready))
-    metrics.queue_limit.set(settings.max_queue_texts)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sentiment.budgets import ComputeSlots
+
 logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[Sequence[str]], np.ndarray]
@@ -106,6 +108,7 @@ class MicroBatcher:
         max_queue_texts: int | None = None,
         on_drop: DropObserver | None = None,
         workers: int = 1,
+        slots: ComputeSlots | None = None,
     ) -> None:
         """Args:
         predict_proba: the model call, ``texts -> (n, 2)`` probabilities; run in a worker thread.
@@ -118,6 +121,7 @@ class MicroBatcher:
         on_drop: called with the reason each time a request is shed, times out or is abandoned.
         workers: model calls that may run at once, each in its own thread (ONNX Runtime sessions accept
             concurrent calls).
+        slots: the process's compute slots, shared by every model's batcher (None: calls are not limited).
         """
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -139,6 +143,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_ms / 1000
         self.name = name
         self._predict_proba = predict_proba
+        self._slots = slots
         self._on_batch = on_batch
         self._executor: ThreadPoolExecutor | None = None
         self._queue: deque[_Pending] = deque()
@@ -190,7 +195,7 @@ class MicroBatcher:
         if not texts:
             return np.empty((0, 2), dtype=np.float32)
         if (len(texts) == 1 and self._expected == 1 and self._in_flight == 0 and self._queued_texts == 0
-                and self._loop is not None):
+                and self._loop is not None and (self._slots is None or self._slots.try_acquire())):
             # A lone client (batches of 1 lately) on an idle model runs here, on the event loop: it saves two
             # thread hand-offs, which `make bench` measured at about a quarter of the latency over HTTP and, at 16
             # connections, more throughput too. The loop pauses for one batch-1 call; requests arriving
@@ -227,12 +232,15 @@ class MicroBatcher:
         self._unanswered -= 1
 
     def _call_inline(self, texts: Sequence[str]) -> np.ndarray:
+        """One call on the event loop; its compute slot was taken without waiting (``predict``) and is freed here."""
         self._in_flight += 1
         started = time.perf_counter()
         try:
-            proba = self._checked_call(texts)
+            proba = self._call(texts)
         finally:
             self._in_flight -= 1
+            if self._slots is not None:
+                self._slots.release()
         self._observe(len(texts), time.perf_counter() - started)
         return proba
 
@@ -425,6 +433,13 @@ class MicroBatcher:
         self._observe(len(texts), time.perf_counter() - started)
 
     def _checked_call(self, texts: Sequence[str]) -> np.ndarray:
+        """One call from a worker thread: waits its turn for a compute slot."""
+        if self._slots is None:
+            return self._call(texts)
+        with self._slots.held():
+            return self._call(texts)
+
+    def _call(self, texts: Sequence[str]) -> np.ndarray:
         try:
             proba = self._predict_proba(texts)
             if proba.shape != (len(texts), 2):

@@ -45,7 +45,7 @@ def classify_from_thread(registry: ModelRegistry, model: ServedModel, texts: Seq
     API's requests and is bounded by the same limits. Without a running server loop (a script, a page test)
     nobody else shares the model and it is called directly.
     """
-    timeout = registry.settings.request_timeout_s if timeout is None else timeout
+    timeout = model.budget.deadline_s if timeout is None else timeout
     loop = registry.loop
     if loop is None or loop.is_closed() or not loop.is_running():
         return np.asarray(model.predictor.predict_proba(list(texts)))

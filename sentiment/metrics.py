@@ -52,13 +52,18 @@ class Metrics:
             ["model"], registry=self.registry,
         )
         self.queue_limit = Gauge(
-            "model_queue_limit_texts", "Most texts allowed to wait per model (MAX_QUEUE_TEXTS).", registry=self.registry,
+            "model_queue_limit_texts", "Most texts allowed to wait for the model (QUEUE_SECONDS of its rate, or set).",
+            ["model"], registry=self.registry,
+        )
+        self.deadline = Gauge(
+            "model_deadline_seconds", "Deadline of a request to the model (queue and call), past which it gets 503.",
+            ["model"], registry=self.registry,
         )
         self.dropped = {
             reason: Counter(name, help_text, ["model"], registry=self.registry)
             for reason, name, help_text in (
                 ("shed", "requests_shed_total", "Requests refused at once with 503 because the queue was full."),
-                ("timed_out", "requests_timed_out_total", "Requests answered 503 at REQUEST_TIMEOUT_S, work dropped."),
+                ("timed_out", "requests_timed_out_total", "Requests answered 503 at the model's deadline, work dropped."),
                 ("cancelled", "requests_cancelled_total", "Requests whose client went away; queued work dropped."),
             )
         }
@@ -90,16 +95,19 @@ class Metrics:
         self.batch_size.labels(model).observe(size)
         self.inference.labels(model).observe(seconds)
 
-    def track_queue(self, model: str, depth: Callable[[], float]) -> None:
-        """Report ``model``'s queue depth on each scrape and create its drop counters at 0 (a stable series set)."""
+    def track_queue(self, model: str, depth: Callable[[], float], limit: int, deadline_s: float) -> None:
+        """Report ``model``'s queue depth on each scrape, its bounds, and create its drop counters at 0."""
         self.queue_texts.labels(model).set_function(depth)
+        self.queue_limit.labels(model).set(limit)
+        self.deadline.labels(model).set(deadline_s)
         for counter in self.dropped.values():
             counter.labels(model)
 
     def untrack_queue(self, model: str) -> None:
         """Stop reporting the queue of a model that is no longer served."""
-        with contextlib.suppress(KeyError):
-            self.queue_texts.remove(model)
+        for gauge in (self.queue_texts, self.queue_limit, self.deadline):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model)
 
     def show_served(self, versions: dict[str, str], default: str) -> None:
         """Make ``model_served_info`` list exactly the models served now."""

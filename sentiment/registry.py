@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment.batching import MicroBatcher
+from sentiment.budgets import Budget, ComputeSlots, available_cpus, budget_for, measure_rate
 from sentiment.champion import resolve_champion
 from sentiment.exports import ExportError, read_metadata
 from sentiment.metrics import Metrics
@@ -41,6 +42,19 @@ WARMUP_TEXTS = (
     "I love this airline, the crew was great and the flight landed early 😀",
     "@user worst delay ever, lost my bag and nobody at the desk would help http",
     "ok",
+)
+
+# Tweet-like texts of the lengths real traffic has (5 to 30 tokens), repeated to a full micro-batch to measure a
+# model's rate at load (sentiment.budgets): the short warm-up texts alone measured mpnet 1.5× too fast.
+RATE_TEXTS = (
+    "@united flight 1234 delayed again, third time this month. not impressed",
+    "Just landed in Denver, smooth flight and a lovely crew, thanks!",
+    "why is it so hard to get a refund for a cancelled flight?? been on hold for two hours #fail",
+    "good morning everyone :)",
+    "Lost my bag somewhere between Chicago and Boston and nobody at the desk seems to know anything about it",
+    "can't wait for the weekend, beach here we come",
+    "ugh monday",
+    "The new seats are actually comfortable, and the wifi worked the whole way. Color me surprised http://t.co/abc",
 )
 
 Loader = Callable[..., Predictor]
@@ -61,6 +75,7 @@ class ServedModel:
     predictor: Predictor
     batcher: MicroBatcher
     load_seconds: float
+    budget: Budget
     # The export's digest (metadata.json and its files' listing, sentiment.reload): an unchanged folder is reused
     # by a reload, not reloaded.
     digest: str = ""
@@ -162,6 +177,8 @@ class ModelRegistry:
         # The server's event loop, where the batchers run; other threads hand their predictions to it.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.reloader = Reloader(self)
+        # Every model's calls share the cores: at most cores ÷ ONNX_THREADS run at once, in arrival order.
+        self.slots = ComputeSlots(max(1, available_cpus() // settings.onnx_threads))
 
     @property
     def state(self) -> str:
@@ -355,12 +372,18 @@ class ModelRegistry:
         began = time.perf_counter()
         threads = self.settings.onnx_threads if meta["family"] == "transformer" else None
         predictor = self._loader(folder, threads=threads)
+        rate = None
         if self.settings.warmup:
             predictor.predict_proba(list(WARMUP_TEXTS[:1]))
             predictor.predict_proba(list(WARMUP_TEXTS))
+            rate = measure_rate(predictor.predict_proba, RATE_TEXTS, self.settings.max_batch_size)
+        budget = budget_for(predictor.name, rate, self.settings)
         logger.info("model loaded", extra={"model": predictor.name, "version": predictor.version,
-                                           "variant": predictor.variant, "family": predictor.family})
-        return ServedModel(predictor, self._batcher(predictor), time.perf_counter() - began, export.digest)
+                                           "variant": predictor.variant, "family": predictor.family,
+                                           "texts_per_s": round(rate) if rate else None,
+                                           "queue_texts": budget.queue_texts, "deadline_s": budget.deadline_s})
+        return ServedModel(predictor, self._batcher(predictor, budget), time.perf_counter() - began, budget,
+                           export.digest)
 
     def install(self, snapshot: Snapshot, skipped: dict[str, str]) -> None:
         """Serve ``snapshot`` from now on (one reference assignment) and point the metrics at it."""
@@ -374,12 +397,13 @@ class ModelRegistry:
             return
         for name, model in snapshot.models.items():
             batcher = model.batcher
-            self.metrics.track_queue(name, lambda batcher=batcher: float(batcher.queued_texts))
+            self.metrics.track_queue(name, lambda batcher=batcher: float(batcher.queued_texts),
+                                     model.budget.queue_texts, model.budget.deadline_s)
         for name in set(previous.models if previous else ()) - set(snapshot.models):
             self.metrics.untrack_queue(name)
         self.metrics.show_served(snapshot.versions(), snapshot.default)
 
-    def _batcher(self, predictor: Predictor) -> MicroBatcher:
+    def _batcher(self, predictor: Predictor, budget: Budget) -> MicroBatcher:
         def on_batch(size: int, seconds: float) -> None:
             if self.metrics is not None:  # read now: an app may attach its metrics after the load
                 self.metrics.observe_batch(predictor.name, size, seconds)
@@ -394,7 +418,8 @@ class ModelRegistry:
             max_wait_ms=self.settings.max_batch_wait_ms,
             name=predictor.name,
             on_batch=on_batch,
-            max_queue_texts=self.settings.max_queue_texts,
+            max_queue_texts=budget.queue_texts,
             on_drop=on_drop,
             workers=self.settings.model_workers,
+            slots=self.slots,
         )

@@ -264,7 +264,7 @@ class Reloader:
         """Close the replaced models' batchers once the requests they hold are answered."""
         started = time.perf_counter()
         # Past the request deadline whatever is left has already been answered 503.
-        deadline = time.monotonic() + self.registry.settings.request_timeout_s + 1
+        deadline = time.monotonic() + max((m.budget.deadline_s for m in models), default=0.0) + 1
         while any(m.batcher.busy for m in models) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         for model in models:

@@ -27,6 +27,19 @@ def split_csv(value: object) -> object:
     return value
 
 
+def split_pairs(value: object) -> object:
+    """Accept ``mpnet=256, minilm=2048`` from the environment as well as a mapping from Python."""
+    if not isinstance(value, str):
+        return value
+    pairs = {}
+    for part in split_csv(value):
+        name, sep, number = part.partition("=")
+        if not sep or not name.strip() or not number.strip():
+            raise ValueError(f"expected name=value pairs separated by commas, got {part!r}")
+        pairs[name.strip()] = number.strip()
+    return pairs
+
+
 class ProjectSettings(BaseSettings):
     """What the service, the product and training share: where things are, and which model answers by default."""
 
@@ -77,13 +90,25 @@ class EngineSettings(ProjectSettings):
     max_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="Longest wait for more requests to fill a micro-batch under load."
     )
-    max_queue_texts: int = Field(
-        default=512, ge=1, le=1_000_000,
-        description="Most texts waiting per model; a request that does not fit gets 503 with Retry-After at once.",
+    queue_seconds: float = Field(
+        default=2.0, gt=0, le=600,
+        description="Seconds of a model's own work its queue holds (its rate measured at load; at least one "
+        "256-text request); a request that does not fit gets 503 with Retry-After at once.",
     )
-    request_timeout_s: float = Field(
-        default=5.0, gt=0, le=3600,
-        description="Deadline of a prediction (queue and model call); past it 503 with Retry-After, work dropped.",
+    max_queue_texts: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Most texts waiting per model, for every model; unset: QUEUE_SECONDS of each model's rate.",
+    )
+    request_timeout_s: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="Deadline of a prediction (queue and model call), for every model; past it 503 with "
+        "Retry-After, work dropped. Unset: 5× the model's full queue of work, at least 5 s.",
+    )
+    model_max_queue_texts: Annotated[dict[str, Annotated[int, Field(ge=1)]], NoDecode] = Field(
+        default_factory=dict, description="One model's queue bound, e.g. mpnet=256,minilm=2048 (over MAX_QUEUE_TEXTS).",
+    )
+    model_request_timeout_s: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
+        default_factory=dict, description="One model's deadline in seconds, e.g. mpnet=20 (over REQUEST_TIMEOUT_S).",
     )
     max_text_chars: int = Field(
         default=1000, ge=1, le=100_000,
@@ -102,3 +127,8 @@ class EngineSettings(ProjectSettings):
     @classmethod
     def _split_models(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("model_max_queue_texts", "model_request_timeout_s", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        return split_pairs(value)
