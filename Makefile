@@ -179,6 +179,10 @@ bench-train-precision: install-train ## seconds per fine-tuning step, fp32 again
 bench-budgets: install-dev install-wrk ## a 256-tweet batch to each transformer while 8 connections load the other: latency against its deadline; results/budgets.*
 	$(PY) -m benchmarks.budgets $(BENCH_ARGS)
 
+.PHONY: bench-explain
+bench-explain: install-train ## what a "why" costs: a tweet alone against the tweet and its leave-one-word-out texts; results/explain.*
+	$(PY) -m benchmarks.explain $(BENCH_ARGS)
+
 .PHONY: bench-reload
 bench-reload: install-dev ## live reload under load: a new minilm version swapped in at 8 connections, timed; results/reload.*
 	$(PY) -m benchmarks.reload $(BENCH_ARGS)

@@ -110,7 +110,7 @@ async def _client_gone(receive: Receive) -> None:
 
 
 async def classify_request(request: Request, model: ServedModel, texts: Sequence[str], settings: Settings,
-                           metrics: Metrics) -> np.ndarray:
+                           metrics: Metrics, counted: int | None = None) -> np.ndarray:
     """:func:`sentiment.classify.classify` for an HTTP request: dropped if the client leaves, 503 when overloaded.
 
     Raises:
@@ -119,7 +119,7 @@ async def classify_request(request: Request, model: ServedModel, texts: Sequence
     """
     try:
         return await classify(model, texts, metrics, timeout=model.budget.deadline_s,
-                              abandoned=_client_gone(request.receive))
+                              abandoned=_client_gone(request.receive), counted=counted)
     except (QueueFullError, DeadlineError) as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error),
                             headers={"Retry-After": str(error.retry_after)}) from error
@@ -128,7 +128,7 @@ async def classify_request(request: Request, model: ServedModel, texts: Sequence
 
 
 async def predict_texts(request: Request, texts: Sequence[str], model_name: str | None,
-                        field: str) -> tuple[ServedModel, np.ndarray]:
+                        field: str, counted: int | None = None) -> tuple[ServedModel, np.ndarray]:
     """The hot path of every prediction route: length check, readiness, model, then the bounded queue.
 
     A plain function rather than FastAPI dependencies: solving the settings, registry, metrics and readiness
@@ -143,4 +143,4 @@ async def predict_texts(request: Request, texts: Sequence[str], model_name: str 
     check_text_lengths(texts, settings.max_text_chars, field)
     registry = await _ready(state.registry, settings)
     model = resolve_model(registry, model_name)
-    return model, await classify_request(request, model, texts, settings, state.metrics)
+    return model, await classify_request(request, model, texts, settings, state.metrics, counted)

@@ -66,6 +66,10 @@ class PredictRequest(BaseModel):
 
     text: TweetText
     model: ModelName | None = None
+    explain: bool = Field(default=False, description=(
+        "Also say why: each word's contribution to P(positive), by scoring the tweet once more without each word "
+        "(at most EXPLAIN_MAX_WORDS words, in the same model call; they count against the model's queue and "
+        "deadline)."))
 
 
 class BatchPredictRequest(BaseModel):
@@ -95,6 +99,32 @@ class Prediction(BaseModel):
     probabilities: Probabilities
     model: str
     version: str
+
+
+class WordContribution(BaseModel):
+    """One word of the tweet and how it moved the answer."""
+
+    word: str
+    start: int = Field(description="Offset of the word's first character in the tweet.")
+    end: int = Field(description="Offset just past its last character.")
+    contribution: float = Field(description=(
+        "P(positive) of the tweet minus P(positive) without this word: above 0 it pushed towards positive, below 0 "
+        "towards negative."))
+
+
+class Explanation(BaseModel):
+    """Why the label: the words' contributions, in tweet order."""
+
+    method: Literal["occlusion"]
+    words: list[WordContribution]
+    words_total: int = Field(description="Words in the tweet; only the first EXPLAIN_MAX_WORDS are explained.")
+    truncated: bool
+
+
+class ExplainedPrediction(Prediction):
+    """A prediction, with its explanation when the request asked for one (``"explain": true``)."""
+
+    explanation: Explanation | None = None
 
 
 class BatchPredictResponse(BaseModel):

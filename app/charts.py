@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+
+from sentiment.explain import Explanation
 
 LABEL_COLORS = {"negative": "#d62728", "positive": "#2ca02c"}
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
@@ -138,3 +141,35 @@ def misclassified_timeline(times: pd.Series, threshold: int, window_minutes: int
                      annotation_text=f"alert above {threshold} per {window_minutes} min")
     figure.update_layout(title=f"Misclassified tweets, last {hours} h", height=260, **_LAYOUT)
     return figure
+
+
+def explanation_bar(explanation: Explanation, n: int = 8) -> go.Figure:
+    """The ``n`` words that moved P(positive) most, each with how much it added (towards positive is right)."""
+    position = {id(w): i + 1 for i, w in enumerate(explanation.words)}
+    words = list(reversed(explanation.strongest(n)))  # strongest at the top
+    values = [w.contribution for w in words]
+    figure = go.Figure(go.Bar(
+        x=values, y=[f"{w.text} (word {position[id(w)]})" for w in words], orientation="h",
+        text=[f"{v:+.1%}" for v in values], textposition="auto",
+        marker_color=[LABEL_COLORS["positive"] if v > 0 else LABEL_COLORS["negative"] for v in values]))
+    figure.update_layout(title="What each word added to P(positive)", height=120 + 28 * len(words),
+                         xaxis={"tickformat": "+.0%", "zeroline": True}, **_LAYOUT)
+    return figure
+
+
+def highlighted_words(text: str, explanation: Explanation) -> str:
+    """The tweet as HTML, each explained word on a background whose hue says which way it pushed (green:
+    positive, red: negative) and whose strength says how much; the change is in each word's tooltip. Escaped."""
+    strongest = max((abs(w.contribution) for w in explanation.words), default=0.0) or 1.0
+    parts, at = [], 0
+    for word in explanation.words:
+        parts.append(html.escape(text[at:word.start]))
+        # Light backgrounds only (at most 40 % of the colour over white), so the dark text keeps its contrast.
+        alpha = 0.4 * abs(word.contribution) / strongest
+        rgb = "44,160,44" if word.contribution > 0 else "214,39,40"
+        direction = "towards positive" if word.contribution > 0 else "towards negative"
+        parts.append(f'<span style="background:rgba({rgb},{alpha:.2f});color:#111;border-radius:3px;padding:0 2px" '
+                     f'title="{word.contribution:+.1%} {direction}">{html.escape(word.text)}</span>')
+        at = word.end
+    parts.append(html.escape(text[at:]))
+    return '<p style="font-size:1.05rem;line-height:1.9;white-space:pre-wrap">' + "".join(parts) + "</p>"

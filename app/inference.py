@@ -23,6 +23,7 @@ import pandas as pd
 
 from sentiment.batching import DeadlineError, QueueFullError
 from sentiment.classify import classify_from_thread
+from sentiment.explain import Explanation, explain, occlusions
 from sentiment.feedback import neutralise_cell
 from sentiment.registry import ModelRegistry, ServedModel
 from sentiment.scoring import TOO_LONG, bom_encoding, check_text, describe_problem, score, to_labels
@@ -88,8 +89,9 @@ class QueuedModel:
     def labels(self) -> tuple[str, ...]:
         return self.served.predictor.labels
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return classify_from_thread(self.registry, self.served, texts)
+    def predict_proba(self, texts: Sequence[str], counted: int | None = None) -> np.ndarray:
+        """``counted``: only the first texts are predictions (the others explain them), for the metrics."""
+        return classify_from_thread(self.registry, self.served, texts, counted=counted)
 
 
 class BusyError(RuntimeError):
@@ -144,11 +146,33 @@ def predict(model: Model, text: str) -> Prediction:
         BusyError: the model's queue is full or missed its deadline.
     """
     start = time.perf_counter()
+    proba = _scored(model, [text])
+    return _prediction(model, text, proba[0], (time.perf_counter() - start) * 1000)
+
+
+def explain_prediction(model: Model, text: str, max_words: int) -> tuple[Prediction, Explanation]:
+    """:func:`predict`, and why: the tweet and each leave-one-word-out text in one call (``sentiment.explain``).
+
+    Raises:
+        BusyError: the model's queue is full or missed its deadline.
+    """
+    start = time.perf_counter()
+    words, occluded = occlusions(text, max_words)
+    proba = _scored(model, [text, *occluded], counted=1)
+    latency_ms = (time.perf_counter() - start) * 1000
+    return _prediction(model, text, proba[0], latency_ms), explain(text, words, proba[:, 1])
+
+
+def _scored(model: Model, texts: list[str], counted: int | None = None) -> np.ndarray:
     try:
-        proba = np.asarray(model.predict_proba([text]), dtype=float)[0]
+        if isinstance(model, QueuedModel):
+            return np.asarray(model.predict_proba(texts, counted=counted), dtype=float)
+        return np.asarray(model.predict_proba(texts), dtype=float)
     except (QueueFullError, DeadlineError) as error:
         raise BusyError(error.retry_after) from error
-    latency_ms = (time.perf_counter() - start) * 1000
+
+
+def _prediction(model: Model, text: str, proba: np.ndarray, latency_ms: float) -> Prediction:
     (label,), (confidence,) = to_labels(proba[None, :])
     return Prediction(text=text, model_name=model.name, model_version=str(model.version),
                       label=label, confidence=float(confidence),

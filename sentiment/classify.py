@@ -19,8 +19,11 @@ from sentiment.scoring import LABELS, to_labels
 
 
 async def classify(model: ServedModel, texts: Sequence[str], metrics: Metrics | None, *,
-                   timeout: float | None, abandoned: Awaitable[object] | None = None) -> np.ndarray:
+                   timeout: float | None, abandoned: Awaitable[object] | None = None,
+                   counted: int | None = None) -> np.ndarray:
     """``(n, 2)`` probabilities of ``texts`` through ``model``'s queue, counted per label.
+
+    ``counted``: only the first ``counted`` texts are predictions (the others explain them: ``sentiment.explain``).
 
     Raises:
         sentiment.batching.QueueFullError: the queue is full (nothing was queued).
@@ -29,7 +32,7 @@ async def classify(model: ServedModel, texts: Sequence[str], metrics: Metrics | 
     """
     proba = await model.batcher.predict(texts, timeout=timeout, abandoned=abandoned)
     if metrics is not None and len(proba):
-        labels, _ = to_labels(proba)
+        labels, _ = to_labels(proba[:counted])
         for label in LABELS:
             count = labels.count(label)
             if count:
@@ -38,7 +41,7 @@ async def classify(model: ServedModel, texts: Sequence[str], metrics: Metrics | 
 
 
 def classify_from_thread(registry: ModelRegistry, model: ServedModel, texts: Sequence[str],
-                         timeout: float | None = None) -> np.ndarray:
+                         timeout: float | None = None, counted: int | None = None) -> np.ndarray:
     """:func:`classify` called from a thread that is not the server's event loop (blocking).
 
     The work is handed to the loop the registry was started on, so it queues behind (and batches with) the
@@ -49,7 +52,8 @@ def classify_from_thread(registry: ModelRegistry, model: ServedModel, texts: Seq
     loop = registry.loop
     if loop is None or loop.is_closed() or not loop.is_running():
         return np.asarray(model.predictor.predict_proba(list(texts)))
-    future = asyncio.run_coroutine_threadsafe(classify(model, texts, registry.metrics, timeout=timeout), loop)
+    future = asyncio.run_coroutine_threadsafe(
+        classify(model, texts, registry.metrics, timeout=timeout, counted=counted), loop)
     try:
         # A little past the deadline: the loop answers DeadlineError itself at `timeout`.
         return future.result(timeout + 5)

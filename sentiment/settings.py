@@ -110,6 +110,11 @@ class EngineSettings(ProjectSettings):
     model_request_timeout_s: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
         default_factory=dict, description="One model's deadline in seconds, e.g. mpnet=20 (over REQUEST_TIMEOUT_S).",
     )
+    explain_max_words: int = Field(
+        default=64, ge=1, le=256,
+        description="Most words a \"why\" explains: one extra text each, scored with the tweet in one call and counted "
+        "against the model's queue and deadline.",
+    )
     max_text_chars: int = Field(
         default=1000, ge=1, le=100_000,
         description="Longest accepted text, in characters, everywhere: API, pages, CLI and Spark.",

@@ -14,6 +14,7 @@ from app.inference import (
     Prediction,
     QueuedModel,
     char_count,
+    explain_prediction,
     predict,
     predict_all,
     read_tweets_csv,
@@ -22,6 +23,7 @@ from app.inference import (
     validate_tweet,
 )
 from app.settings import get_settings
+from sentiment.explain import Explanation
 
 VERDICT_BY_INDEX = {0: "down", 1: "up"}
 
@@ -77,6 +79,16 @@ def _show_prediction(prediction: Prediction) -> None:
     st.feedback("thumbs", key=key, on_change=_save_feedback, args=(prediction, key))
 
 
+def _show_explanation(prediction: Prediction, explanation: Explanation) -> None:
+    st.subheader("Why?")
+    st.caption(f"Green words pushed {prediction.model_name} towards positive, red words towards negative; the stronger "
+               "the colour, the larger the change when the word is left out (hover a word for the figure).")
+    st.markdown(charts.highlighted_words(prediction.text, explanation), unsafe_allow_html=True)
+    if explanation.truncated:
+        st.caption(f"The first {len(explanation.words)} of {explanation.words_total} words are explained.")
+    st.plotly_chart(charts.explanation_bar(explanation), key=f"why_{prediction.id}")
+
+
 def _single_tab(registry_names: list[str], default: str, champion: str, max_chars: int) -> None:
     st.selectbox("Example tweets (written by us)", EXAMPLE_TWEETS, index=None, key="example",
                  placeholder="Pick an example…", on_change=_use_example)
@@ -88,6 +100,9 @@ def _single_tab(registry_names: list[str], default: str, champion: str, max_char
     model_name = st.selectbox("Model", registry_names, index=registry_names.index(default), key="model",
                               format_func=lambda n: f"{n} (champion)" if n == champion else n, bind="query-params")
     compare_all = st.toggle("Show every model's verdict", key="compare_all")
+    why = st.toggle("Why? Show the words behind the label", key="explain",
+                    help="Scores the tweet once more without each word (in the same model call) and highlights "
+                         "the words that pushed it towards each label.")
     if st.button("Predict", type="primary", key="predict"):
         error = validate_tweet(text, max_chars)
         if error:
@@ -97,7 +112,12 @@ def _single_tab(registry_names: list[str], default: str, champion: str, max_char
             # Through the API's queue: shared batches, the same limits, deadline and metrics as API clients.
             registry = services.ready_registry()
             try:
-                prediction = predict(QueuedModel(registry, registry.get(model_name)), text)
+                model = QueuedModel(registry, registry.get(model_name))
+                explanation = None
+                if why:
+                    prediction, explanation = explain_prediction(model, text, registry.settings.explain_max_words)
+                else:
+                    prediction = predict(model, text)
                 verdicts = (predict_all([QueuedModel(registry, m) for m in registry.models()], text)
                             if compare_all else None)
             except BusyError as error:
@@ -106,11 +126,15 @@ def _single_tab(registry_names: list[str], default: str, champion: str, max_char
                 st.warning(str(error), icon=":material/hourglass_top:")
             else:
                 st.session_state["prediction"] = prediction
+                st.session_state["explanation"] = explanation
                 st.session_state["all_models"] = verdicts
     prediction: Prediction | None = st.session_state.get("prediction")
     if prediction is None:
         return
     _show_prediction(prediction)
+    explanation = st.session_state.get("explanation")
+    if explanation is not None:
+        _show_explanation(prediction, explanation)
     verdicts = st.session_state.get("all_models")
     if verdicts is not None:
         st.subheader("All models")

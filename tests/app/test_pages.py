@@ -103,6 +103,21 @@ def test_predict_shows_label_probabilities_and_the_tweet_as_plain_text(fakes: di
     assert all("<script>" not in m.value for m in at.markdown)
 
 
+def test_why_highlights_the_words_that_pushed_the_label_each_way(fakes: dict) -> None:
+    at = new_app().run()
+    at.toggle(key="explain").set_value(True)
+    at = predict(at, "I love the crew but they lost my <b>bag</b>")
+    assert not at.exception, at.exception
+    assert any(h.value == "Why?" for h in at.subheader)
+    shown = next(m.value for m in at.markdown if "<span" in m.value)
+    # love pushed towards positive (green), lost towards negative (red); the tweet's own markup stays text.
+    assert 'title="+' in shown.split(">love<")[0].rsplit("<span", 1)[1]
+    assert "214,39,40" in shown.split(">lost<")[0].rsplit("<span", 1)[1]
+    assert "&lt;b&gt;bag&lt;/b&gt;" in shown and "<b>" not in shown
+    assert len(at.get("plotly_chart")) == 2  # the probabilities, and what each word added
+    assert fakes["fake-lexicon"].calls == 1  # the tweet and every occlusion in one call
+
+
 def test_model_picker_defaults_to_the_champion(fakes: dict) -> None:
     at = new_app().run()
     picker = at.selectbox(key="model")

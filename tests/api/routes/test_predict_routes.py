@@ -66,3 +66,45 @@ def test_content_type_with_charset_is_json(client) -> None:
     response = client.post("/v1/predict", content=b'{"text": "fine"}',
                            headers={"Content-Type": "application/json; charset=utf-8"})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-lr"])
+def test_explain_gives_each_word_its_contribution_from_the_same_model(client, predictors, model: str) -> None:
+    text = "lost my bag but the crew was lovely"
+    response = client.post("/v1/predict", json={"text": text, "model": model, "explain": True})
+    assert response.status_code == 200
+    body = response.json()
+    words = body["explanation"]["words"]
+    assert body["explanation"]["method"] == "occlusion" and body["explanation"]["words_total"] == 8
+    assert [w["word"] for w in words] == text.split() and not body["explanation"]["truncated"]
+    assert all(text[w["start"]:w["end"]] == w["word"] for w in words)
+    predictor = predictors[model]
+    full = float(predictor.predict_proba([text])[0, 1])
+    assert body["probabilities"]["positive"] == pytest.approx(full, abs=1e-5)
+    for index, word in enumerate(words):
+        without = " ".join(w for j, w in enumerate(text.split()) if j != index)
+        expected = full - float(predictor.predict_proba([without])[0, 1])
+        assert word["contribution"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_without_explain_the_answer_has_no_explanation(client) -> None:
+    assert "explanation" not in client.post("/v1/predict", json={"text": "nice", "explain": False}).json()
+
+
+def test_an_explanation_counts_one_prediction_and_is_bounded(app, client) -> None:
+    def served() -> float:
+        text = client.get("/metrics").text
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("predictions_total{"))
+
+    before = served()
+    long_text = " ".join(f"word{i}" for i in range(100))
+    body = client.post("/v1/predict", json={"text": long_text, "explain": True}).json()
+    assert served() == before + 1  # the occlusion texts explain the prediction; they are not predictions
+    limit = app.state.settings.explain_max_words
+    assert len(body["explanation"]["words"]) == limit and body["explanation"]["truncated"]
+    assert body["explanation"]["words_total"] == 100
+
+
+def test_explain_is_for_one_tweet_only(client) -> None:
+    response = client.post("/v1/predict/batch", json={"texts": ["a", "b"], "explain": True})
+    assert response.status_code == 422
