@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -132,3 +133,20 @@ def test_both_images_choose_the_same_exports_and_leave_out_only_mpnet(tmp_path: 
     selected = select(tmp_path, chosen, repick_champion=True)
     assert set(selected.models) == set(chosen) and selected.champion in chosen
     assert read_manifest(tmp_path) == selected and not (tmp_path / "mpnet").exists()
+
+
+@pytest.mark.parametrize(("env", "code"), [({}, 0), ({"DOCKER_TEST_REQUIRED": "1"}, 1),
+                                           ({"DOCKER_TEST_REQUIRED": "1", "DOCKER_TEST_ALLOW_SKIP": "1"}, 0)])
+def test_a_skip_fails_where_docker_test_is_required(env: dict[str, str], code: int) -> None:
+    script = (DOCKER / "test.sh").read_text()
+    skip = re.search(r"^skip\(\) \{\n.*?^\}\n", script, re.MULTILINE | re.DOTALL).group(0)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_TEST_")}
+    result = subprocess.run(["bash", "-c", skip + "skip 'no engine here'"], capture_output=True, text=True,
+                            env=clean | env)
+    assert result.returncode == code and "SKIPPED" in result.stdout
+    assert ("DOCKER_TEST_ALLOW_SKIP=1" in result.stderr) == (code == 1)
+
+
+def test_ci_requires_docker_test() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "DOCKER_TEST_REQUIRED=1 make docker-test" in ci
