@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import services, ui
-from app.settings import get_settings, redact_uri
+from app.settings import get_settings
 
 st.title("About")
 registry = ui.require_models()
@@ -18,13 +18,12 @@ st.dataframe(pd.DataFrame([{
 } for m in registry.models()]), hide_index=True)
 st.markdown("The same models answer over HTTP under [`/api`](/api/docs): `POST /api/v1/predict`, "
             "`POST /api/v1/predict/batch`, `GET /api/v1/models`, and the original service's `POST /api/predict`.")
-# Paths and variables mean something to whoever runs the service, not to its users: kept out of their way.
+# Paths and variables mean something to whoever runs the service, not to its users; where the data lives is not a
+# visitor's business either (the maintainer's Review page, behind its secret, says where feedback is kept).
 with st.expander("For operators"):
     settings = get_settings()
     flusher = services.telemetry_flusher()
     st.markdown(
-        f"- Feedback database: `{settings.feedback_db}`\n"
         f"- Telemetry: **{'on' if flusher.enabled else 'off'}**; tweet text "
-        f"{'included' if settings.telemetry_include_text else 'not included'} in events (TELEMETRY_INCLUDE_TEXT)\n"
-        f"- MLflow: `{redact_uri(settings.mlflow_tracking_uri)}`")
+        f"{'included' if settings.telemetry_include_text else 'not included'} in events (TELEMETRY_INCLUDE_TEXT)")
     ui.telemetry_notice()

@@ -118,6 +118,15 @@ def test_why_highlights_the_words_that_pushed_the_label_each_way(fakes: dict) ->
     assert fakes["fake-lexicon"].calls == 1  # the tweet and every occlusion in one call
 
 
+def test_about_shows_visitors_no_path_or_tracking_uri(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:token@mlflow.example/secret-path")
+    get_settings.cache_clear()
+    at = open_page("about.py")
+    shown = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert str(get_settings().feedback_db) not in shown and "feedback.db" not in shown
+    assert "mlflow.example" not in shown and "secret-path" not in shown
+
+
 def test_model_picker_defaults_to_the_champion(fakes: dict) -> None:
     at = new_app().run()
     picker = at.selectbox(key="model")
