@@ -40,6 +40,7 @@ EXAMPLE_TWEETS = (
 )
 TEXT_COLUMNS = ("text", "tweet", "content", "message")
 _SENTIMENT140_COLUMNS = 6
+_POLARITIES = {"0", "2", "4"}  # Sentiment140's first column
 _LAYOUT_ROWS = 50  # rows looked at to tell a headerless layout
 SNIFF_BYTES = 64 * 1024  # prefix of an upload decoded to choose UTF-8 or latin-1
 MAX_LINE_CHARS = 131_072  # the csv module's default field limit: no tweet file has longer lines
@@ -199,12 +200,31 @@ class CsvError(ValueError):
     """An uploaded file that holds no tweets we can find."""
 
 
-def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
+class NoTextColumnError(CsvError):
+    """A readable table without a recognised text column: the user may say which column holds the tweets.
+
+    ``first_row`` holds the cells of the file's first row (a header or the first tweet's row) to name the choices.
+    """
+
+    def __init__(self, message: str, first_row: list[str]) -> None:
+        super().__init__(message)
+        self.first_row = first_row
+
+
+@dataclass(frozen=True)
+class TextColumn:
+    """The user's answer to :class:`NoTextColumnError`: the column (0-based) and whether the first row is a header."""
+
+    index: int
+    header: bool
+
+
+def read_tweets_csv(source: bytes | BinaryIO, max_rows: int, column: TextColumn | None = None) -> pd.DataFrame:
     """The tweets of an uploaded CSV as a frame with a ``text`` column (other columns kept).
 
     Accepted: a header with a ``text`` (or ``tweet``, ``content``, ``message``) column, at most
-    :data:`MAX_COLUMNS` wide; Sentiment140's six columns without header (text in the last); or a single column
-    without header. UTF-8 (with or without BOM), UTF-16 or UTF-32 with a byte-order mark (Excel's "Unicode
+    :data:`MAX_COLUMNS` wide; Sentiment140's six columns without header (a polarity 0, 2 or 4 first, the text
+    last); a single column without header; or any table, with ``column`` saying where the tweets are. UTF-8 (with or without BOM), UTF-16 or UTF-32 with a byte-order mark (Excel's "Unicode
     text", tab-separated), else latin-1.
 
     The file is read as a stream, row by row, and reading stops at the first row past ``max_rows``: memory
@@ -215,6 +235,7 @@ def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
         max_rows: most rows accepted (the header not counted).
 
     Raises:
+        NoTextColumnError: no column is recognised and ``column`` is None: ask the user which one.
         CsvError: the file is empty, has no usable column, more than ``max_rows`` rows or a line or cell far
             longer than any tweet.
     """
@@ -225,23 +246,23 @@ def read_tweets_csv(source: bytes | BinaryIO, max_rows: int) -> pd.DataFrame:
     announced = bom_encoding(prefix)
     if announced is not None and announced != "utf-8-sig":
         try:
-            return _read_csv(stream, announced, max_rows)
+            return _read_csv(stream, announced, max_rows, column)
         except UnicodeDecodeError as error:
             raise CsvError(f"The file starts with a {announced.upper()} byte-order mark but is not {announced.upper()} "
                            "text: save it again as UTF-8 CSV.") from error
     try:
         codecs.getincrementaldecoder("utf-8")().decode(prefix, final=len(prefix) < SNIFF_BYTES)
     except UnicodeDecodeError:
-        return _read_csv(stream, "latin-1", max_rows)
+        return _read_csv(stream, "latin-1", max_rows, column)
     try:
-        return _read_csv(stream, "utf-8-sig", max_rows)
+        return _read_csv(stream, "utf-8-sig", max_rows, column)
     except UnicodeDecodeError:
         # UTF-8 at the start only: read it all as latin-1, as a decode of the whole file would have.
         stream.seek(start)
-        return _read_csv(stream, "latin-1", max_rows)
+        return _read_csv(stream, "latin-1", max_rows, column)
 
 
-def _read_csv(stream: BinaryIO, encoding: str, max_rows: int) -> pd.DataFrame:
+def _read_csv(stream: BinaryIO, encoding: str, max_rows: int, column: TextColumn | None = None) -> pd.DataFrame:
     text = io.TextIOWrapper(stream, encoding=encoding, newline="")
     try:
         lines = _lines(text)
@@ -249,7 +270,7 @@ def _read_csv(stream: BinaryIO, encoding: str, max_rows: int) -> pd.DataFrame:
         # Excel's "Unicode text" (UTF-16) separates its columns with tabs: a first line of tabs and no comma.
         delimiter = "\t" if "\t" in first and "," not in first else ","
         rows = csv.reader(itertools.chain([first] if first else [], lines), delimiter=delimiter)
-        return _frame((row for row in rows if row), max_rows)
+        return _frame((row for row in rows if row), max_rows, column)
     except csv.Error as error:
         if "field limit" in str(error):
             raise CsvError(f"A cell is longer than {csv.field_size_limit():,} characters: this is not a file of "
@@ -267,12 +288,14 @@ def _lines(text: io.TextIOWrapper) -> Iterator[str]:
         yield line
 
 
-def _frame(rows: Iterator[list[str]], max_rows: int) -> pd.DataFrame:
+def _frame(rows: Iterator[list[str]], max_rows: int, column: TextColumn | None = None) -> pd.DataFrame:
     first = next(rows, None)
     if first is None:
         raise CsvError("The file is empty.")
     if len(first) > MAX_COLUMNS:
         raise CsvError(f"The first row has {len(first):,} columns; a file of tweets has at most {MAX_COLUMNS}.")
+    if column is not None:
+        return _chosen(first, rows, max_rows, column)
     header = [cell.strip().lower() for cell in first]
     text_column = next((name for name in TEXT_COLUMNS if name in header), None)
     if text_column is not None:
@@ -282,14 +305,36 @@ def _frame(rows: Iterator[list[str]], max_rows: int) -> pd.DataFrame:
             raise CsvError("The file has a header but no rows.")
         return pd.DataFrame(body, columns=header).rename(columns={text_column: "text"})
     head = [first, *itertools.islice(rows, _LAYOUT_ROWS - 1)]
-    if all(len(r) == _SENTIMENT140_COLUMNS for r in head):
-        column = -1
+    if all(len(r) == _SENTIMENT140_COLUMNS and r[0].strip() in _POLARITIES for r in head):
+        index = -1
     elif all(len(r) == 1 for r in head):
-        column = 0
+        index = 0
     else:
-        raise CsvError(f"No text column found: add a header with one of {', '.join(TEXT_COLUMNS)}, "
-                       "or upload one tweet per line.")
-    return pd.DataFrame({"text": [r[column] for r in _at_most(itertools.chain(head, rows), max_rows)]})
+        # A six-column header without a text column is not Sentiment140: its header row would be scored.
+        raise NoTextColumnError(f"No text column found: choose the column that holds the tweets, or add a header "
+                                f"with one of {', '.join(TEXT_COLUMNS)}.", first)
+    return pd.DataFrame({"text": [r[index] for r in _at_most(itertools.chain(head, rows), max_rows)]})
+
+
+def _chosen(first: list[str], rows: Iterator[list[str]], max_rows: int, column: TextColumn) -> pd.DataFrame:
+    """The table with the user's text column (renamed ``text``); other columns keep their header names."""
+    width = len(first)
+    if not 0 <= column.index < width:
+        raise CsvError(f"Column {column.index + 1} does not exist: the file has {width} columns.")
+    if column.header:
+        names = [cell.strip() or f"column {i + 1}" for i, cell in enumerate(first)]
+        body_rows: Iterator[list[str]] = rows
+    else:
+        names = [f"column {i + 1}" for i in range(width)]
+        body_rows = itertools.chain([first], rows)
+    # Unique names (a header may repeat one), "text" kept for the chosen column only.
+    names = [f"{name} ({i + 1})" if names.count(name) > 1 or name.lower() == "text" else name
+             for i, name in enumerate(names)]
+    names[column.index] = "text"
+    body = [(r + [""] * width)[:width] for r in _at_most(body_rows, max_rows)]
+    if not body:
+        raise CsvError("The file has a header but no rows.")
+    return pd.DataFrame(body, columns=names)
 
 
 def _at_most(rows: Iterator[list[str]], max_rows: int) -> list[list[str]]:

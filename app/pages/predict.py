@@ -6,13 +6,15 @@ import html
 
 import streamlit as st
 
-from app import charts, services, ui
+from app import batch_charts, charts, services, ui
 from app.inference import (
     EXAMPLE_TWEETS,
     BusyError,
     CsvError,
+    NoTextColumnError,
     Prediction,
     QueuedModel,
+    TextColumn,
     char_count,
     explain_prediction,
     predict,
@@ -149,46 +151,90 @@ def _single_tab(registry_names: list[str], default: str, champion: str, max_char
 
 def _batch_tab(registry_names: list[str], default: str, champion: str) -> None:
     settings = get_settings()
-    st.write(f"Upload a CSV with a `text` column (or one tweet per line, or Sentiment140's six columns); "
-             f"up to {settings.batch_max_rows:,} rows.")
-    upload = st.file_uploader("CSV of tweets", type=["csv", "txt"], key="batch_file")
+    st.write(f"Upload a CSV with a `text` column (or one tweet per line, or Sentiment140's six columns, or any table: "
+             f"you then say which column holds the tweets); up to {settings.batch_max_rows:,} rows.")
+    upload = st.file_uploader("CSV of tweets", type=["csv", "txt"], key="batch_file", on_change=_new_upload)
     model_name = st.selectbox("Model for the batch", registry_names, index=registry_names.index(default),
                               format_func=lambda n: f"{n} (champion)" if n == champion else n, key="batch_model")
     if upload is not None and st.button("Score the file", key="score_batch"):
-        try:
-            upload.seek(0)
-            frame = read_tweets_csv(upload, settings.batch_max_rows)  # streamed: stops past the row limit
-        except CsvError as error:
-            st.error(str(error))
-            return
-        bar = st.progress(0.0, text="Scoring…")
-        registry = services.ready_registry()
-        try:
-            # Chunks of one model call each, one after another: API requests are served between them.
-            result = score_frame(QueuedModel(registry, registry.get(model_name)), frame,
-                                 max_chars=registry.settings.max_text_chars,
-                                 batch_size=registry.settings.max_batch_size,
-                                 progress=lambda share, line: bar.progress(share, text=line))
-        except BusyError as error:
-            bar.empty()
-            st.session_state.pop("batch_result", None)
-            st.session_state.pop("batch_name", None)
-            st.error(str(error), icon=":material/hourglass_top:")
-            return
-        st.session_state["batch_result"] = result
-        st.session_state["batch_name"] = upload.name
+        _score_upload(upload, model_name, None)
+    first_row = st.session_state.get("batch_first_row")
+    if upload is not None and first_row is not None:
+        st.info("No column of this file is named text, tweet, content or message: which one holds the tweets?",
+                icon=":material/table_view:")
+        index = st.selectbox("Column with the tweets", range(len(first_row)), key="batch_text_column",
+                             format_func=lambda i: f"column {i + 1}: {first_row[i][:50]}")
+        header = st.checkbox("The first row is a header (column names, not a tweet)", value=True, key="batch_header")
+        if st.button("Score with this column", key="score_batch_column"):
+            _score_upload(upload, model_name, TextColumn(index, header))
     result = st.session_state.get("batch_result")
     if result is not None:
-        counts = result["label"].fillna("not scored").value_counts()
-        st.write(" · ".join(f"{label}: {count:,}" for label, count in counts.items()))
-        # Tweets come HTML-escaped from Twitter (Sentiment140's &quot;, &amp;): shown as a reader sees them; the
-        # download keeps the file's own text.
-        preview = result.head(200).assign(text=lambda f: f["text"].map(
-            lambda t: html.unescape(t) if isinstance(t, str) else t))
-        st.dataframe(preview, hide_index=True)
-        name = st.session_state.get("batch_name", "tweets.csv").rsplit(".", 1)[0]
-        st.download_button("Download the scored CSV", scored_csv(result),
-                           file_name=f"{name}-scored.csv", mime="text/csv", key="download_batch")
+        _show_batch_result(result)
+
+
+def _new_upload() -> None:
+    for key in ("batch_first_row", "batch_result", "batch_name"):
+        st.session_state.pop(key, None)
+
+
+def _score_upload(upload, model_name: str, column: TextColumn | None) -> None:
+    """Read the upload (with the user's column, if chosen), score it through the model's queue, keep the result."""
+    settings = get_settings()
+    try:
+        upload.seek(0)
+        frame = read_tweets_csv(upload, settings.batch_max_rows, column)  # streamed: stops past the row limit
+    except NoTextColumnError as error:
+        st.session_state["batch_first_row"] = error.first_row
+        st.session_state.pop("batch_result", None)
+        return
+    except CsvError as error:
+        st.error(str(error))
+        return
+    st.session_state.pop("batch_first_row", None)
+    bar = st.progress(0.0, text="Scoring…")
+    registry = services.ready_registry()
+    try:
+        # Chunks of one model call each, one after another: API requests are served between them.
+        result = score_frame(QueuedModel(registry, registry.get(model_name)), frame,
+                             max_chars=registry.settings.max_text_chars,
+                             batch_size=registry.settings.max_batch_size,
+                             progress=lambda share, line: bar.progress(share, text=line))
+    except BusyError as error:
+        bar.empty()
+        st.session_state.pop("batch_result", None)
+        st.session_state.pop("batch_name", None)
+        st.error(str(error), icon=":material/hourglass_top:")
+        return
+    st.session_state["batch_result"] = result
+    st.session_state["batch_name"] = upload.name
+
+
+def _show_batch_result(result) -> None:
+    counts = result["label"].fillna(batch_charts.NOT_SCORED).value_counts()
+    st.write(" · ".join(f"{label}: {count:,}" for label, count in counts.items()))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(batch_charts.label_shares(result), key="batch_shares")
+    with right:
+        st.plotly_chart(batch_charts.confidence_histogram(result), key="batch_confidence")
+    labels = st.multiselect("Show labels", list(counts.index), default=list(counts.index), key="batch_labels")
+    least = st.slider("Least confidence", 0.5, 1.0, 0.5, 0.05, format="%.2f", key="batch_min_confidence")
+    rows = batch_charts.filtered(result, labels, least)
+    st.caption(f"{len(rows):,} of {len(result):,} rows shown (the table shows the first 200).")
+    # Tweets come HTML-escaped from Twitter (Sentiment140's &quot;, &amp;): shown as a reader sees them; the
+    # download keeps the file's own text.
+    preview = rows.head(200).assign(text=lambda f: f["text"].map(
+        lambda t: html.unescape(t) if isinstance(t, str) else t))
+    st.dataframe(preview, hide_index=True, column_config={
+        "text": st.column_config.TextColumn("text", width="large"),
+        "confidence": st.column_config.NumberColumn("confidence", format="%.3f"),
+        "p_positive": st.column_config.NumberColumn("P(positive)", format="%.3f")})
+    name = st.session_state.get("batch_name", "tweets.csv").rsplit(".", 1)[0]
+    st.download_button("Download the scored CSV", scored_csv(result),
+                       file_name=f"{name}-scored.csv", mime="text/csv", key="download_batch")
+    if len(rows) < len(result):
+        st.download_button("Download the rows shown", scored_csv(rows),
+                           file_name=f"{name}-scored-filtered.csv", mime="text/csv", key="download_batch_filtered")
 
 
 st.title("Tweet sentiment")

@@ -14,6 +14,8 @@ from app.inference import (
     EXAMPLE_TWEETS,
     MAX_TWEET_CHARS,
     CsvError,
+    NoTextColumnError,
+    TextColumn,
     char_count,
     predict,
     predict_all,
@@ -279,3 +281,24 @@ def test_a_unicode_text_file_from_excel_is_read_as_such(encoding: str) -> None:
 def test_a_false_byte_order_mark_is_a_clear_error() -> None:
     with pytest.raises(CsvError, match="UTF-16 byte-order mark but is not UTF-16"):
         read_tweets_csv(b"\xff\xfe" + "text\nabc\n".encode("utf-16-le") + b"\x00\xd8", 10)
+
+
+def test_a_six_column_header_without_text_is_not_read_as_sentiment140() -> None:
+    data = b"id,date,user,lang,flag,message_body\n1,Mon,me,en,x,my flight was great\n"
+    with pytest.raises(NoTextColumnError) as raised:
+        read_tweets_csv(data, 10)
+    assert raised.value.first_row == ["id", "date", "user", "lang", "flag", "message_body"]
+    # The user names the column: the header stays a header, never a tweet.
+    frame = read_tweets_csv(data, 10, TextColumn(5, header=True))
+    assert list(frame["text"]) == ["my flight was great"] and list(frame["user"]) == ["me"]
+
+
+def test_a_chosen_column_without_header_keeps_the_first_row_as_a_tweet() -> None:
+    data = b"2024-01-01,first tweet here,x\n2024-01-02,second one,y\n"
+    with pytest.raises(NoTextColumnError):
+        read_tweets_csv(data, 10)
+    frame = read_tweets_csv(data, 10, TextColumn(1, header=False))
+    assert list(frame["text"]) == ["first tweet here", "second one"]
+    assert list(frame.columns) == ["column 1", "text", "column 3"]
+    with pytest.raises(CsvError, match="Column 4 does not exist"):
+        read_tweets_csv(data, 10, TextColumn(3, header=False))

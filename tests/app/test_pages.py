@@ -240,9 +240,39 @@ def test_batch_tab_scores_an_uploaded_csv(fakes: dict) -> None:
 
 def test_batch_tab_reports_a_bad_file(fakes: dict) -> None:
     at = new_app().run()
-    at.file_uploader(key="batch_file").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
+    at.file_uploader(key="batch_file").set_value(("bad.csv", b"", "text/csv")).run()
     at.button(key="score_batch").click().run()
-    assert "No text column" in at.error[0].value
+    assert "empty" in at.error[0].value
+
+
+def test_batch_tab_asks_for_the_text_column_when_none_is_named(fakes: dict) -> None:
+    """Audit: a table without a recognised header was refused; the user may now say which column holds tweets."""
+    at = new_app().run()
+    data = b"id,when,body\n1,today,love this crew\n2,today,worst delay ever\n"
+    at.file_uploader(key="batch_file").set_value(("mine.csv", data, "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert not at.exception and not at.error and "which one holds the tweets" in at.info[0].value
+    picker = at.selectbox(key="batch_text_column")
+    assert picker.options == ["column 1: id", "column 2: when", "column 3: body"]
+    picker.set_value(2)
+    at.button(key="score_batch_column").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["batch_result"]["label"].tolist() == ["positive", "negative"]
+    assert at.session_state["batch_result"]["id"].tolist() == ["1", "2"]  # the header stayed a header
+
+
+def test_batch_results_are_charted_and_can_be_filtered(fakes: dict) -> None:
+    at = new_app().run()
+    data = b"text\nlove it\nworst delay\nhappy great love\n\n"
+    at.file_uploader(key="batch_file").set_value(("mine.csv", data, "text/csv")).run()
+    at.button(key="score_batch").click().run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2  # label shares and the confidence of each label
+    at.multiselect(key="batch_labels").set_value(["positive"]).run()
+    assert at.dataframe[0].value["label"].tolist() == ["positive", "positive"]
+    at.slider(key="batch_min_confidence").set_value(0.9).run()
+    assert at.dataframe[0].value["text"].tolist() == ["happy great love"]
+    assert len(at.get("download_button")) == 2  # the whole file, and the rows shown
 
 
 def test_real_tiny_onnx_export_end_to_end(app_env: Path) -> None:
