@@ -104,13 +104,35 @@ def best_champion_accuracy(exports_dir: str | Path, manifest: Manifest) -> float
     return max(figures) if figures else None
 
 
+def best_family_accuracy(exports_dir: str | Path, manifest: Manifest, family: str) -> float | None:
+    """The best validation_random accuracy of any version of ``family`` served now or in the history.
+
+    A retraining of ``family`` is measured against it (``training.gate``): a MiniLM retraining is held to MiniLM's
+    best, not to mpnet's, and the champion rule then picks the default among the served models.
+    """
+    figures = [champion_accuracy(exports_dir, family, manifest.models)]
+    for entry in manifest.history:
+        recorded = entry.get("validation_random", {}).get(family)
+        figures.append(recorded if recorded is not None else champion_accuracy(exports_dir, family, entry.get("models", {})))
+    figures = [f for f in figures if isinstance(f, int | float)]
+    return max(figures) if figures else None
+
+
+def champion_with(exports_dir: str | Path, manifest: Manifest, name: str, metrics: Mapping[str, Any]) -> str:
+    """The champion the rule picks among the models of ``manifest`` with ``name`` served with ``metrics``."""
+    figures = {n: read_metadata(Path(exports_dir) / m.path).get("metrics", {}) for n, m in manifest.models.items()}
+    return pick_champion(from_metrics(n, m) for n, m in {**figures, name: metrics}.items()).name
+
+
 def _entry(root: Path, champion: str, models: Mapping[str, ModelEntry], reason: str, run_id: str | None,
            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A history entry; it records the champion's validation_random accuracy (the gate's best earlier champion)."""
+    """A history entry; it records every served model's validation_random accuracy (what a retraining of that
+    family is gated against, even once the folder is gone) and the champion's."""
     return {"champion": champion,
             "models": {name: {"path": e.path, "version": e.version} for name, e in models.items()},
             "published_at": _now(), "reason": reason, "run_id": run_id,
-            "champion_validation_random": champion_accuracy(root, champion, models), **(extra or {})}
+            "champion_validation_random": champion_accuracy(root, champion, models),
+            "validation_random": {name: champion_accuracy(root, name, models) for name in models}, **(extra or {})}
 
 
 def _append(root: Path, history: Sequence[dict[str, Any]], champion: str, models: Mapping[str, ModelEntry],
@@ -267,8 +289,8 @@ def adopt(exports_dir: str | Path, bundle: str | Path, version: str, *, champion
 
 
 def publish_version(exports_dir: str | Path, bundle: str | Path, *, name: str, version: str, run_id: str | None,
-                    metadata: Mapping[str, Any]) -> Manifest:
-    """Publish a promoted bundle as ``<name>@<version>``, the champion, once it verifies and loads.
+                    metadata: Mapping[str, Any], champion: bool = True) -> Manifest:
+    """Publish a promoted bundle as ``<name>@<version>`` once it verifies and loads.
 
     Args:
         exports_dir: the served folder.
@@ -276,6 +298,7 @@ def publish_version(exports_dir: str | Path, bundle: str | Path, *, name: str, v
             in the metadata's ``files``).
         name, version, run_id: the model name, its registry version and MLflow run.
         metadata: fields that replace the bundle's metadata (metrics, mlflow, aliases).
+        champion: make it the champion; else the champion stays (a retraining asks ``champion_with`` first).
 
     Returns:
         The manifest now in force.
@@ -284,7 +307,7 @@ def publish_version(exports_dir: str | Path, bundle: str | Path, *, name: str, v
         ExportError: the version is served already, a file does not match its sha256, or the service could not
             load it (nothing was published).
     """
-    return _publish_folder(Path(exports_dir), Path(bundle), name, str(version), champion=True, reason=RETRAIN,
+    return _publish_folder(Path(exports_dir), Path(bundle), name, str(version), champion=champion, reason=RETRAIN,
                            run_id=run_id, fields=metadata, leave_out=(FP32_FILE,), load=True)
 
 

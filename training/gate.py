@@ -3,10 +3,14 @@
 Both checks must hold, each threshold a setting (``training.config.RetrainSettings``):
 
 - its ``validation_random`` accuracy is not more than ``max_validation_random_drop`` below the best
-  ``validation_random`` accuracy of any earlier champion. Measuring against that fixed best, not against the current
-  champion, stops the score from slipping a little at every retraining;
-- its accuracy on the held-out feedback slice beats the current champion's on the same rows by at least
-  ``min_feedback_gain``. An empty slice measures nothing, so it refuses.
+  ``validation_random`` accuracy of any earlier version of its own family (``training.retrain`` passes it; a family
+  never served is held to the best earlier champion's). Measuring against that fixed best, not against the version
+  in force, stops the score from slipping a little at every retraining; measuring within the family lets the fast
+  model improve although a slower family holds the best figure;
+- its accuracy on the held-out feedback slice beats the version in force of its family (else the champion) on the
+  same rows by at least ``min_feedback_gain``. An empty slice measures nothing, so it refuses.
+
+The champion rule, not the gate, then decides which served model is the default.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class GateDecision:
     decision: str
     candidate: Scored
     champion: Scored
-    best_earlier_champion_validation_random: float | None
+    best_earlier_validation_random: float | None
     feedback_slice_rows: int
     thresholds: dict[str, float]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -54,7 +58,7 @@ class GateDecision:
 
 def decide(candidate: Scored, champion: Scored, best_earlier: float | None, slice_rows: int,
            settings: RetrainSettings) -> GateDecision:
-    """Apply both checks; ``best_earlier`` is the best validation_random of any earlier champion (None: none known)."""
+    """Apply both checks; ``best_earlier`` is the best earlier validation_random to hold to (None: none known)."""
     reasons = []
     floor = None if best_earlier is None else best_earlier - settings.max_validation_random_drop
     accuracy = candidate.validation_random_accuracy
@@ -62,7 +66,7 @@ def decide(candidate: Scored, champion: Scored, best_earlier: float | None, slic
     if accuracy is None:
         reasons.append("the new version has no validation_random accuracy")
     elif not validation_ok:
-        reasons.append(f"validation_random {accuracy:.4f} is below {floor:.4f} (best earlier champion "
+        reasons.append(f"validation_random {accuracy:.4f} is below {floor:.4f} (best earlier version "
                        f"{best_earlier:.4f} minus {settings.max_validation_random_drop:g})")
     gain = None
     if slice_rows and candidate.feedback_slice_accuracy is not None and champion.feedback_slice_accuracy is not None:

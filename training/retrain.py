@@ -13,8 +13,10 @@
    ``RETRAIN_TIME_BUDGET_MIN`` at the family's measured step time. TF-IDF families refit (seconds).
 3. Evaluation: the fixed sets as in ``make train`` (validation_random always whole) and the held-out slice,
    which the champion in force is scored on too.
-4. Gate (``training.gate``): the version is registered; the decision is an MLflow tag and printed as JSON. When it
-   passes, the registry's ``champion`` alias moves and the export is published (``sentiment.publish``).
+4. Gate (``training.gate``): the version is registered and measured against its own family (the best version of
+   it ever served, and the one served now on the feedback slice); the decision is an MLflow tag and printed as
+   JSON. When it passes, the export is published (``sentiment.publish``) and the registry's family alias moves; the
+   champion rule then decides the default among the served models, and the ``champion`` alias follows it.
 """
 
 from __future__ import annotations
@@ -211,16 +213,21 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
     run = client.get_run(mlflow.last_active_run().info.run_id)
     run_id, metrics = run.info.run_id, run.data.metrics
     version = str(client.search_model_versions(f"run_id = '{run_id}'")[0].version)
-    champion_folder = exports_dir / manifest.models[manifest.champion].path
+    # The candidate is measured against its own family: the version of it served now on the feedback slice, and the
+    # best version of it ever served on validation_random (a family not served yet: against the champion's).
+    incumbent = family if family in manifest.models else manifest.champion
+    champion_folder = exports_dir / manifest.models[incumbent].path
     champion_meta = read_metadata(champion_folder)
     champion_slice = _accuracy(load_predictor(champion_folder), feedback.holdout)
     candidate = Scored(family, version, metrics.get(f"{config.VALIDATION_RANDOM_SET}_accuracy"),
                        metrics.get(f"{FEEDBACK_SET}_accuracy"), run_id)
-    champion = Scored(manifest.champion, str(champion_meta["version"]),
-                      publish.champion_accuracy(exports_dir, manifest.champion, manifest.models), champion_slice,
+    champion = Scored(incumbent, str(champion_meta["version"]),
+                      publish.champion_accuracy(exports_dir, incumbent, manifest.models), champion_slice,
                       champion_meta.get("mlflow", {}).get("run_id"))
-    decision = decide(candidate, champion, publish.best_champion_accuracy(exports_dir, manifest),
-                      len(feedback.holdout), settings)
+    # A family never served has no figure of its own: it must reach the best earlier champion's, as before.
+    best = publish.best_family_accuracy(exports_dir, manifest, family)
+    decision = decide(candidate, champion, best if best is not None else publish.best_champion_accuracy(
+        exports_dir, manifest), len(feedback.holdout), settings)
     report = {"family": family, "start": start, "feedback": {**feedback.counts, "dropped": feedback.dropped},
               "sentiment140_train_rows": sentiment140_rows, "oversample": settings.feedback_oversample,
               "accuracy_before": _set_figures(champion_meta.get("metrics", {}), champion_slice),
@@ -234,10 +241,14 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
     client.set_model_version_tag(config.REGISTERED_MODEL, version, "gate_decision", decision.decision)
     if decision.promoted:
         model_dir = work / family / "model"
+        # The champion rule picks the default among the served models and the promoted one, as at export.
+        becomes_champion = publish.champion_with(exports_dir, manifest, family, nested_metrics(metrics)) == family
         try:
             published = publish.publish_version(
                 exports_dir, work / "bundles" / family, name=family, version=version, run_id=run_id,
-                metadata={"metrics": nested_metrics(metrics), "aliases": [family, config.CHAMPION_ALIAS],
+                champion=becomes_champion,
+                metadata={"metrics": nested_metrics(metrics),
+                          "aliases": [family, *([config.CHAMPION_ALIAS] if becomes_champion else [])],
                           "mlflow": {"run_id": run_id, "registered_model": config.REGISTERED_MODEL,
                                      "model_version": version, "experiment": config.EXPERIMENT_NAME},
                           **({"weights_dir": str(model_dir.resolve())} if model_dir.is_dir() else {})})
@@ -245,7 +256,8 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
             raise SystemExit(f"error: version {version} passed the gate but was not published ({error}); "
                              "the manifest in force is unchanged") from error
         # The registry follows what is served, so only once the manifest names the new version.
-        set_champion(client, version, run_id)
+        if published.champion == family:
+            set_champion(client, version, run_id)
         client.set_registered_model_alias(config.REGISTERED_MODEL, family, version)
         report["published"] = {"champion": published.champion,
                                "models": {n: m.path for n, m in published.models.items()}}
