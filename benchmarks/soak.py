@@ -493,6 +493,29 @@ def feedback_checks(feedback: dict[str, Any], mode: Mode) -> list[dict[str, Any]
     return checks
 
 
+# An upload may not grow the product's process by more than this (the wide CSV once took 1.6 GB).
+ABUSE_MEMORY_MB = 100
+
+
+def abuse_checks(abuse: dict[str, Any]) -> list[dict[str, Any]]:
+    """Part 3's pass/fail conditions."""
+    if "error" in abuse or "flood" not in abuse:
+        return [_check("abuse: ran to the end", False, abuse.get("error", "no result"), "no error")]
+    flood, uploads = abuse["flood"], abuse["uploads"]
+    outcomes = "; ".join(f"{name}: {u['outcome'][:60]}" for name, u in uploads.items())
+    return [
+        _check("abuse: hostile uploads keep memory bounded (MB)", abuse["peak_mb_growth"] < ABUSE_MEMORY_MB,
+               abuse["peak_mb_growth"], f"< {ABUSE_MEMORY_MB}", outcomes),
+        _check("abuse: the wide CSV is refused", uploads["wide header (65,000 columns)"]["outcome"].startswith("refused"),
+               uploads["wide header (65,000 columns)"]["outcome"][:80], "refused"),
+        _check("abuse: one address's flood is limited", flood["accepted"] <= flood["limit"], flood["accepted"],
+               f"<= {flood['limit']} (FEEDBACK_PER_CLIENT_PER_HOUR)",
+               f"{flood['sent']} sent, {flood['limited']} refused in {flood['seconds']} s"),
+        _check("abuse: no unreviewed verdict reaches a retraining", flood["training_rows"] == 0,
+               flood["training_rows"], "== 0", f"dropped by make retrain's reader: {flood['dropped']}"),
+    ]
+
+
 def evaluate(report: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
     """Every check of the run (only for the parts that ran), then the time budget."""
     checks: list[dict[str, Any]] = []
@@ -500,6 +523,8 @@ def evaluate(report: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
         checks += api_checks(report["api"], mode)
     if "feedback" in report:
         checks += feedback_checks(report["feedback"], mode)
+    if "abuse" in report:
+        checks += abuse_checks(report["abuse"])
     seconds = report.get("seconds", 0)
     checks.append(_check("whole run within the budget (s)", seconds <= BUDGET_S, seconds, f"<= {BUDGET_S}"))
     return checks
@@ -539,6 +564,14 @@ def to_markdown(report: dict[str, Any]) -> str:
                       f"{feedback['resubmitted']} re-submitted, {feedback['endpoint']['accepted_items']} items accepted "
                       f"by the fake endpoint ({feedback['endpoint']['duplicate_deliveries']} duplicate deliveries), "
                       f"drained {feedback.get('drain_s')} s after the last restart."]
+    abuse = report.get("abuse", {})
+    if "flood" in abuse:
+        uploads = "; ".join(f"{name} ({u['bytes']:,} bytes): {u['outcome']}" for name, u in abuse["uploads"].items())
+        flood = abuse["flood"]
+        lines += ["", f"Abuse, beside part 1: uploads to the Predict page's reader: {uploads}; peak memory growth "
+                      f"{abuse['peak_mb_growth']} MB. One address sent {flood['sent']} thumbs: {flood['accepted']} "
+                      f"accepted, {flood['limited']} refused; rows make retrain would read: {flood['training_rows']} "
+                      f"(dropped: {flood['dropped']})."]
     machine = report["machine"]
     lines += ["", f"{machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}; load average "
                   f"{machine['load_before']} before, {machine['load_after']} after."]
@@ -570,7 +603,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="benchmark results holding the 16-connection baseline")
     parser.add_argument("--baseline", choices=["auto", "measure"], default="auto",
                         help="auto: from --bench-json when it has the figure, else measured; measure: always measure")
-    parser.add_argument("--part", choices=["all", "api", "feedback"], default="all")
+    parser.add_argument("--part", choices=["all", "api", "feedback", "abuse"], default="all")
     parser.add_argument("--seed", type=int, default=20251125)
     return parser
 
@@ -589,10 +622,17 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_before": [round(x, 2) for x in os.getloadavg()]},
     }
+    abuse = None
     try:
         with budget(BUDGET_S - 10):
+            if args.part in ("all", "abuse"):
+                from benchmarks import soak_abuse
+
+                abuse = soak_abuse.start(args.work_dir)  # beside part 1: the API is saturated meanwhile
             if args.part in ("all", "api"):
                 report["api"] = run_api_soak(mode, args)
+            if abuse is not None:
+                report["abuse"] = soak_abuse.finish(abuse)
             if args.part in ("all", "feedback"):
                 from benchmarks.soak_feedback import run_feedback_soak
 
@@ -600,7 +640,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        seed=args.seed)
     except BudgetExceeded as error:
         report["budget_error"] = str(error)
-        for part in ("api", "feedback"):
+        if abuse is not None and abuse.poll() is None:
+            abuse.kill()
+        for part in ("api", "feedback", "abuse"):
             if args.part in ("all", part) and part not in report:
                 report[part] = {"error": str(error)}
     report["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -64,7 +64,11 @@ def passing_report() -> dict[str, Any]:
                          "undelivered_examples": []},
                 "endpoint": {"accepted_items": 70, "received_items": 90, "duplicate_deliveries": 1,
                              "sent_not_accepted": 0, "sent_not_accepted_examples": []}}
-    return {"api": api, "feedback": feedback, "seconds": 120.0}
+    abuse = {"uploads": {"wide header (65,000 columns)": {"outcome": "refused: The first row has 65,000 columns"}},
+             "peak_mb_growth": 15.0,
+             "flood": {"sent": 1000, "accepted": 120, "limited": 880, "limit": 120, "seconds": 0.1,
+                       "training_rows": 0, "dropped": {"unreviewed_thumbs_up": 60}}}
+    return {"api": api, "feedback": feedback, "abuse": abuse, "seconds": 120.0}
 
 
 def _failed(report: dict[str, Any]) -> list[str]:
@@ -74,7 +78,7 @@ def _failed(report: dict[str, Any]) -> list[str]:
 def test_a_run_meeting_every_condition_passes() -> None:
     checks = evaluate(passing_report(), QUICK)
     assert [c["check"] for c in checks if not c["passed"]] == []
-    assert len(checks) == 14
+    assert len(checks) == 18
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -115,6 +119,11 @@ FAILURES = [
     ("a row still pending", "feedback.rows.undelivered", 2, "everything delivered"),
     ("too few SIGKILLs", "feedback.kills", QUICK.kills - 1, "SIGKILLs"),
     ("the feedback soak crashed", "feedback", {"error": "RuntimeError: boom"}, "feedback: soak ran"),
+    ("an upload took 200 MB", "abuse.peak_mb_growth", 200.0, "memory bounded"),
+    ("the wide CSV read", "abuse.uploads.wide header (65,000 columns).outcome", "read 1 rows", "wide CSV"),
+    ("a flood over the limit", "abuse.flood.accepted", 121, "flood is limited"),
+    ("a flooded verdict in training", "abuse.flood.training_rows", 1, "reaches a retraining"),
+    ("the abuse child crashed", "abuse", {"error": "boom"}, "abuse: ran"),
     ("over the budget", "seconds", 301.0, "budget"),
 ]
 
