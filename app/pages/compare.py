@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import aging, charts, runs, services
+from app import charts, runs, services
 from app.settings import get_settings, redact_text, redact_uri
 
 settings = get_settings()
@@ -27,6 +27,7 @@ if latest.empty:
     st.info("No model runs yet: train with `make train`, or put run records in exports/runs/ and refresh.")
     st.stop()
 
+colors = charts.model_colors(latest["model"])  # every model keeps its colour whatever the filters
 registry = services.model_registry()
 champion = services.champion_name(registry) if registry.ready else None
 if registry.ready:
@@ -56,7 +57,7 @@ focus = st.selectbox("Evaluation set for the trade-off, ROC curves and confusion
                      key="tradeoff", bind="query-params")
 points = runs.tradeoff_points(shown, focus)
 if points[["accuracy", "latency_ms"]].notna().all(axis=1).any():
-    st.plotly_chart(charts.accuracy_vs_latency(points, champion, focus), key="tradeoff_chart")
+    st.plotly_chart(charts.accuracy_vs_latency(points, champion, focus, colors), key="tradeoff_chart")
 
 curves, matrices = {}, {}
 for _, run in shown.iterrows():
@@ -67,13 +68,14 @@ for _, run in shown.iterrows():
     if matrix:
         matrices[run["model"]] = matrix
 if curves:
-    st.plotly_chart(charts.roc_curves(curves, focus), key="roc_chart")
+    st.plotly_chart(charts.roc_curves(curves, focus, colors), key="roc_chart")
 if matrices:
     st.subheader(f"Confusion matrices ({focus})")
     columns = st.columns(min(3, len(matrices)))
     for index, (model, matrix) in enumerate(matrices.items()):
         with columns[index % len(columns)]:
-            st.plotly_chart(charts.confusion_matrix(matrix["matrix"], matrix["labels"], model), key=f"cm_{model}")
+            st.plotly_chart(charts.confusion_matrix(matrix["matrix"], matrix["labels"], model, colors.get(model)),
+                            key=f"cm_{model}")
 
 for _, run in shown[shown["family"] == "transformer"].iterrows():
     history = services.run_metric_history(uri, run["run_id"], "train_loss")
@@ -90,7 +92,7 @@ st.subheader("Feedback per model version")
 st.caption("Thumbs up and down from the product, after the maintainer's review; counts only, no tweet text.")
 verdicts = services.feedback_store().verdict_history()
 if verdicts:
-    ageing, by_version = aging.ageing_view(verdicts, settings.exports_dir, services.alert_rule())
+    ageing, by_version = charts.feedback_ageing(verdicts, settings.exports_dir, services.alert_rule(), colors)
     st.plotly_chart(ageing, key="ageing_chart")
     st.dataframe(by_version, hide_index=True, key="ageing_table",
                  column_config={"accuracy": st.column_config.NumberColumn(format="percent")})

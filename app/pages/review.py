@@ -8,7 +8,7 @@ from time import monotonic
 import pandas as pd
 import streamlit as st
 
-from app import aging, alerts, charts, services
+from app import alerts, charts, services
 from app.settings import get_settings, maintainer_secret
 from sentiment.exports import LABELS
 from sentiment.feedback import FeedbackFilter
@@ -17,6 +17,22 @@ UNLOCKED_AT = "maintainer_unlocked_at"  # time.monotonic() of the unlock
 ALL = "(all)"
 # The filters are bound to the URL (?filter_model=…&label=…&state=…&dates=…&confidence=…); nothing else is kept there.
 FILTER_PARAMS = ("filter_model", "label", "state", "dates", "confidence")
+
+
+REVIEW_COLUMNS = {
+    "text": st.column_config.TextColumn("tweet", width="large",
+                                        help="Pick the item below the table to read the whole tweet."),
+    "predicted_label": st.column_config.TextColumn("predicted", width="small"),
+    "true_label": st.column_config.TextColumn("true label", width="small"),
+    "confidence": st.column_config.NumberColumn("confidence", format="percent", width="small"),
+    "updated_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm", width="medium"),
+    "model_name": st.column_config.TextColumn("model", width="small"),
+    "model_version": st.column_config.TextColumn("version", width="small"),
+    "review_state": st.column_config.TextColumn("review", width="small"),
+    "review_note": st.column_config.TextColumn("note", width="medium"),
+    "telemetry_state": st.column_config.TextColumn("telemetry", width="small"),
+    "id": st.column_config.TextColumn("id", width="small"),
+}
 
 
 def _drop_other_query_params() -> None:
@@ -32,8 +48,8 @@ def _lock() -> None:
 def _unlock() -> None:
     secret = maintainer_secret()
     if not secret:
-        st.warning("This page is disabled: set MAINTAINER_SECRET in the environment or in "
-                   ".streamlit/secrets.toml to enable it.", icon=":material/lock:")
+        st.warning("This page is disabled: set `MAINTAINER_SECRET` in the environment or in "
+                   "`.streamlit/secrets.toml` to enable it.", icon=":material/lock:")
         st.stop()
     with st.form("unlock"):
         attempt = st.text_input("Maintainer secret", type="password", key="secret_attempt")
@@ -48,13 +64,15 @@ def _unlock() -> None:
 
 
 def _filters(store_models: list[str]) -> FeedbackFilter:
-    cols = st.columns(5)
+    # Two rows: a date range ("2026/10/26 – 2026/11/25") needs about twice a fifth of the page to show whole.
+    cols = st.columns(3)
     model = cols[0].selectbox("Model", [ALL, *store_models], key="filter_model", bind="query-params")
     label = cols[1].selectbox("Predicted label", [ALL, *LABELS], key="label", bind="query-params")
     state = cols[2].selectbox("Review state", [ALL, "new", "reviewed"], key="state", bind="query-params")
     today = datetime.now(UTC).date()
-    days = cols[3].date_input("Dates", (today - timedelta(days=30), today), key="dates", bind="query-params")
-    low, high = cols[4].slider("Confidence", 0.5, 1.0, (0.5, 1.0), 0.05, key="confidence", bind="query-params")
+    cols = st.columns(2)
+    days = cols[0].date_input("Dates (UTC)", (today - timedelta(days=30), today), key="dates", bind="query-params")
+    low, high = cols[1].slider("Confidence", 0.5, 1.0, (0.5, 1.0), 0.05, key="confidence", bind="query-params")
     since = until = None
     if isinstance(days, tuple) and len(days) == 2:
         since = datetime.combine(days[0], time.min, UTC)
@@ -67,9 +85,9 @@ def _filters(store_models: list[str]) -> FeedbackFilter:
 
 def _review_form(rows: list[dict]) -> None:
     by_id = {r["id"]: r for r in rows}
+    # The value stays the item's id; the label is what the maintainer recognises: the tweet, model and time.
     chosen = st.selectbox("Item to review", list(by_id), key="review_item",
-                          format_func=lambda i: f"{by_id[i]['updated_at'][:16]} · {by_id[i]['model_name']} · "
-                                                f"predicted {by_id[i]['predicted_label']} · {i[:8]}")
+                          format_func=lambda i: charts.review_item_label(by_id[i]))
     row = by_id[chosen]
     st.code(row["text"], language=None, wrap_lines=True)
     # Keyed by item: a widget with a fixed key keeps its value and ignores a new default, so the form would
@@ -93,7 +111,7 @@ if unlocked_at is None or expired:
     _lock()
     st.title("Review feedback")
     if expired:
-        st.info(f"The page locked itself {ttl_min:g} minutes after it was unlocked (MAINTAINER_SESSION_TTL_MIN): "
+        st.info(f"The page locked itself {ttl_min:g} minutes after it was unlocked (`MAINTAINER_SESSION_TTL_MIN`): "
                 "enter the secret again.", icon=":material/lock_clock:")
     _unlock()
 
@@ -111,34 +129,30 @@ else:
 
 verdicts = store.verdict_history()
 if verdicts:
-    ageing, _ = aging.ageing_view(verdicts, get_settings().exports_dir, state.rule)
+    ageing, _ = charts.feedback_ageing(verdicts, get_settings().exports_dir, state.rule)
     st.plotly_chart(ageing, key="ageing_chart")
 
 counts = store.telemetry_counts()
-cols = st.columns([1, 1, 1, 2])
+cols = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
 cols[0].metric("Telemetry pending", counts["pending"])
 cols[1].metric("Failed, retrying", counts["failed"])
 cols[2].metric("Sent", counts["sent"])
-with cols[3]:
-    if flusher.enabled:
-        if st.button("Flush now", key="flush_now"):
-            report = flusher.flush_once()
-            st.toast(f"Sent {report.sent}, not accepted {report.failed}.")
-            st.rerun()
-    else:
-        st.info("Telemetry is off: set APPLICATIONINSIGHTS_CONNECTION_STRING to send feedback to "
-                "Application Insights. Rows stay pending meanwhile.", icon=":material/cloud_off:")
+if flusher.enabled:
+    if cols[3].button("Flush now", key="flush_now"):
+        report = flusher.flush_once()
+        st.toast(f"Sent {report.sent}, not accepted {report.failed}.")
+        st.rerun()
+else:  # full width: in a column the setting's name broke in the middle
+    st.info("Telemetry is off: set `APPLICATIONINSIGHTS_CONNECTION_STRING` to send feedback to Application "
+            "Insights. Rows stay pending meanwhile.", icon=":material/cloud_off:")
 
 rows = store.list(_filters(store.model_names()))
 st.subheader(f"Misclassified tweets ({len(rows)})")
 if rows:
-    table = pd.DataFrame(rows)[["updated_at", "text", "model_name", "model_version", "predicted_label",
-                                "confidence", "true_label", "review_state", "review_note", "telemetry_state", "id"]]
+    # The tweet and both labels first, so they show without scrolling; the rest after.
+    table = pd.DataFrame(rows)[list(REVIEW_COLUMNS)]
     table["updated_at"] = pd.to_datetime(table["updated_at"], utc=True)
-    st.dataframe(table, hide_index=True, key="review_table", column_config={
-        "updated_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "text": st.column_config.TextColumn("tweet", width="large"),
-        "confidence": st.column_config.NumberColumn(format="percent")})
+    st.dataframe(table, hide_index=True, key="review_table", column_config=REVIEW_COLUMNS)
     _review_form(rows)
     st.plotly_chart(charts.misclassified_timeline(table["updated_at"], state.rule.threshold,
                                                   int(state.rule.window.total_seconds() // 60)), key="timeline")
