@@ -183,6 +183,10 @@ bench-budgets: install-dev install-wrk ## a 256-tweet batch to each transformer 
 bench-explain: install-train ## what a "why" costs: a tweet alone against the tweet and its leave-one-word-out texts; results/explain.*
 	$(PY) -m benchmarks.explain $(BENCH_ARGS)
 
+.PHONY: bench-logs
+bench-logs: install-app ## log lines of one scripted session of `make run` (pages, websockets, API calls): lines per request, progress bars; results/log_session.*
+	$(PY) -m benchmarks.log_session $(BENCH_ARGS)
+
 .PHONY: bench-reload
 bench-reload: install-dev ## live reload under load: a new minilm version swapped in at 8 connections, timed; results/reload.*
 	$(PY) -m benchmarks.reload $(BENCH_ARGS)

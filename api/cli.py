@@ -130,7 +130,7 @@ def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: 
     try:
         with source.open(encoding=encoding, errors="replace", newline="") as src, \
                 partial.open("w", encoding="utf-8", newline="") as dst, \
-                tqdm(total=total, unit="tweet", disable=not progress, desc=f"scoring with {predictor.name}") as bar:
+                tqdm(total=total, unit="tweet", disable=None if progress else True, desc=f"scoring with {predictor.name}") as bar:
             counts = _score_rows(predictor, csv.reader(src), csv.writer(dst), text_column=text_column,
                                  header=header, batch_size=batch_size, max_chars=max_chars,
                                  on_batch=bar.update)

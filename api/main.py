@@ -2,7 +2,10 @@
 
 Run alone (the lean image, ``make serve``)::
 
-    uvicorn api.main:create_app --factory --host 0.0.0.0 --port 8000 --no-access-log
+    uvicorn api.main:create_app --factory --host 0.0.0.0 --port 8000
+
+Each request is logged once, by the app (``api.access``, in ``LOG_FORMAT``); while it runs uvicorn's own access
+line is off (``--no-access-log`` changes nothing more).
 
 The app's lifespan starts loading the models in a thread and returns at once: ``/healthz`` answers
 immediately, ``/readyz`` turns 200 when every model is loaded and warmed up.
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -42,7 +45,7 @@ from api.routes import admin, compat, health, models, predict
 from api.schemas import TEXT_FIELD_MARK, ErrorResponse
 from api.security import ApiKeyGate, KeyChecker, api_key_dependency
 from api.settings import Settings
-from sentiment.logs import configure_logging
+from sentiment.logs import configure_logging, server_access_log_off
 from sentiment.metrics import Metrics
 from sentiment.registry import ModelRegistry
 from sentiment.reload import start_watcher
@@ -88,12 +91,15 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        registry.start_background()
-        watcher = start_watcher(registry, settings.reload_interval_s)
-        yield
-        if watcher is not None:
-            watcher.cancel()
-        await registry.aclose()
+        # One line per request: the middleware's (api.access). uvicorn's access line would be a second one, in
+        # another format; with LOG_FORMAT=none the host's logging, uvicorn's line included, is left as it is.
+        with nullcontext() if settings.log_format == "none" else server_access_log_off():
+            registry.start_background()
+            watcher = start_watcher(registry, settings.reload_interval_s)
+            yield
+            if watcher is not None:
+                watcher.cancel()
+            await registry.aclose()
 
     app = FastAPI(
         title="Tweet sentiment API",

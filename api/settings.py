@@ -36,7 +36,10 @@ class Settings(EngineSettings):
         "API_KEYS either the route answers 403 (the watcher still reloads).",
     )
     log_format: Literal["json", "text", "none"] = Field(
-        default="json", description="json: one JSON object per line; text: plain; none: leave logging to the host."
+        default="json",
+        description="Format of the logs, one line per request (in `make run` the UI's requests and `app` loggers "
+        "too). json: one JSON object per line; text: plain; none: leave logging to the host, uvicorn's access log "
+        "included.",
     )
 
     @field_validator("api_keys", mode="before")

@@ -41,6 +41,7 @@ from training.tracking import file_hashes, log_model_run
 logger = logging.getLogger(__name__)
 
 STUDENT = "minilm-distilled"
+PROGRESS_LOG_S = 30.0  # seconds between two progress lines when no bar is drawn (stderr not a terminal)
 TEACHER_CHUNK = 1024  # tweets scored between two saves of the cache (about 10 s for mpnet int8 on 2 cores)
 LATENCY_ROUNDS = 5  # alternating rounds of single-tweet calls per model
 
@@ -85,8 +86,10 @@ def teacher_targets(teacher: Predictor, texts: list[str], cache: Path, deadline:
             scores, done = np.load(array_path), int(meta["done"])
         else:
             logger.warning("%s holds targets of %s, not %s: scoring again", cache, meta["stamp"], stamp)
-    progress = tqdm(total=len(texts), initial=done, desc=f"teacher {teacher.name}", unit="tweet",
-                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    # A bar on a terminal only (disable=None); a log file gets a line every PROGRESS_LOG_S instead.
+    progress = tqdm(total=len(texts), initial=done, desc=f"teacher {teacher.name}", unit="tweet", mininterval=1.0,
+                    disable=None)
+    logged_at = time.monotonic()
     while done < len(texts):
         if deadline and time.monotonic() > deadline:
             progress.close()
@@ -99,6 +102,9 @@ def teacher_targets(teacher: Predictor, texts: list[str], cache: Path, deadline:
         array_path.with_suffix(".tmp.npy").replace(array_path)
         meta_path.write_text(json.dumps({"stamp": stamp, "done": done, "rows": len(texts)}))
         progress.update(end - progress.n)
+        if progress.disable and (time.monotonic() - logged_at >= PROGRESS_LOG_S or done == len(texts)):
+            logger.info("teacher %s: %d/%d tweets scored", teacher.name, done, len(texts))
+            logged_at = time.monotonic()
     progress.close()
     return scores
 

@@ -1,7 +1,8 @@
 """Fine-tune a pretrained encoder (MiniLM-L6 or all-mpnet-base-v2) as a tweet sentiment classifier.
 
 One loop for every family: batches padded to a multiple of 16, AdamW with warm-up and linear decay, a tqdm
-bar. Resumable: a checkpoint (model, optimiser, scheduler, position in the epoch) is written every
+bar on a terminal (a log file, e.g. ``nohup``'s, gets a progress line every ``--log-every`` steps instead).
+Resumable: a checkpoint (model, optimiser, scheduler, position in the epoch) is written every
 ``--checkpoint-every`` steps and when the session stops early (``--stop-after`` steps or
 ``--time-budget-min`` minutes), and ``--resume`` continues from it to the same weights as an uninterrupted
 run. A finished run leaves ``<output-dir>/model`` (Hugging Face format), ``history.json`` (loss per logging
@@ -41,6 +42,7 @@ from transformers import (
     PreTrainedTokenizerFast,
     get_linear_schedule_with_warmup,
 )
+from transformers.utils import logging as hf_logging
 
 from sentiment.exports import sha256_file
 from sentiment.preprocess import PREPROCESSING_VERSION, normalize_for_transformer
@@ -53,6 +55,15 @@ LABEL_NAMES = {0: "negative", 1: "positive"}
 # Exit status of a run that stopped early at a checkpoint (EX_TEMPFAIL): run the same command again.
 PAUSED_EXIT = 75
 _REFERENCE_BATCH = 32
+
+
+def progress_bar(**options: Any) -> tqdm:
+    """A tqdm bar drawn only when stderr is a terminal (``disable=None``): in a log file its redraws would be
+    noise, and the training loop logs a line every ``log_every`` steps there instead. transformers' own bars
+    (``save_pretrained``'s "Writing model shards") are turned off there too."""
+    if not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    return tqdm(disable=None, dynamic_ncols=True, mininterval=1.0, **options)
 
 
 def base_model_path() -> str:
@@ -427,8 +438,7 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False,
     running, seen = 0.0, 0
     session_start, session_first_step = time.perf_counter(), step
     budget = cfg.time_budget_min * 60
-    progress = tqdm(total=total_steps, initial=step, desc=f"fine-tune {cfg.family}", unit="step", dynamic_ncols=True,
-                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    progress = progress_bar(total=total_steps, initial=step, desc=f"fine-tune {cfg.family}", unit="step")
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
         # The order of an epoch depends only on the seed and epoch number, so a resumed run sees the same batches.
@@ -460,6 +470,10 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False,
                 history.append({"step": step, "epoch": step / steps_per_epoch, "loss": running / seen,
                                 "learning_rate": scheduler.get_last_lr()[0]})
                 progress.set_postfix(loss=f"{running / seen:.4f}")
+                if progress.disable:  # no bar (stderr is not a terminal): the log shows the progress
+                    logger.info("step %d/%d (epoch %.2f): loss %.4f, learning rate %.2e, %.2f s a step", step,
+                                total_steps, step / steps_per_epoch, running / seen, scheduler.get_last_lr()[0],
+                                (time.perf_counter() - session_start) / (step - session_first_step))
                 running, seen = 0.0, 0
             # Stop before a step that would end past the budget (the mean step of this session as the guide).
             now = time.perf_counter()
