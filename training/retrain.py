@@ -8,9 +8,10 @@
    Sentiment140 data dropped, a stable held-out slice split off by text hash; the counts are printed.
 2. Training: the train split plus the feedback, repeated ``RETRAIN_FEEDBACK_OVERSAMPLE`` times, through the same
    stages as ``make train`` (``training.pipeline``). A transformer continues from the fine-tuned weights of the
-   version in force when this machine has them (``--base-model``, or the ``weights_dir`` a retraining records),
-   otherwise from the pretrained base (the output says so); its Sentiment140 sample is sized to fit
-   ``RETRAIN_TIME_BUDGET_MIN`` at the family's measured step time. TF-IDF families refit (seconds).
+   version in force when this machine has them (``--base-model``, or the ``weights_dir`` a retraining records);
+   without them (a fresh clone: the exports hold ONNX only) the torch model is rebuilt from the served export's
+   graph (``training.from_export``). Its Sentiment140 sample is sized to fit ``RETRAIN_TIME_BUDGET_MIN`` at the
+   family's measured step time. TF-IDF families refit (seconds).
 3. Evaluation: the fixed sets as in ``make train`` (validation_random always whole) and the held-out slice,
    which the champion in force is scored on too.
 4. Gate (``training.gate``): the version is registered and measured against its own family (the best version of
@@ -89,11 +90,21 @@ def _start(family: str, args: argparse.Namespace, exports_dir: Path, manifest: A
     if args.base_model:
         return args.base_model, f"{family}: continuing from --base-model {args.base_model}"
     entry = manifest.models.get(family)
-    weights = read_metadata(exports_dir / entry.path).get("weights_dir") if entry else None
+    if entry is None:
+        return None, f"{family}: not served yet, so training starts from the pretrained base"
+    weights = read_metadata(exports_dir / entry.path).get("weights_dir")
     if weights and (Path(weights) / "config.json").is_file():
         return weights, f"{family}: continuing from the fine-tuned weights of version {entry.version} ({weights})"
-    return None, (f"{family}: the fine-tuned weights of the version in force are not on this machine (exports hold "
-                  "only ONNX; pass --base-model DIR to continue a model), so training starts from the pretrained base")
+    # A fresh clone has the export only: its weights are rebuilt from the ONNX graph (checked against it).
+    from training import from_export
+    from training.train_transformer import FAMILIES
+
+    target = (Path(args.work_dir) if args.work_dir else config.artifacts_dir()) / "from-export" / \
+        f"{family}-v{entry.version}"
+    if not (target / "config.json").is_file():
+        from_export.rebuild(exports_dir / entry.path, target, FAMILIES[family].weights()[0])
+    return str(target), (f"{family}: continuing from version {entry.version}, rebuilt from its export's ONNX graph "
+                         f"({target}; the served int8 weights, dequantised)")
 
 
 def _budget_rows(family: str, minutes: float, feedback_rows: int, available: int) -> int:
