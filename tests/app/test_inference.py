@@ -40,7 +40,9 @@ def test_validate_tweet_is_the_api_check(text: str | None, expected: str | None)
 def test_char_count_guides_to_a_tweet_and_refuses_past_the_limit() -> None:
     assert char_count("hello", 1000) == "5 / 280 characters"
     assert char_count(None, 1000) == "0 / 280 characters"
-    assert "longer than a tweet" in char_count("x" * 282, 1000) and ":orange[" in char_count("x" * 282, 1000)
+    # Said with an icon and bold words, not a colour (orange and red captions failed WCAG AA contrast).
+    assert "longer than a tweet" in char_count("x" * 282, 1000) and ":orange[" not in char_count("x" * 282, 1000)
+    assert ":material/" in char_count("x" * 282, 1000) and ":red[" not in char_count("x" * 1002, 1000)
     assert "2 over the limit of 1,000" in char_count("x" * 1002, 1000)
 
 

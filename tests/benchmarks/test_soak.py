@@ -64,7 +64,8 @@ def passing_report() -> dict[str, Any]:
                          "undelivered_examples": []},
                 "endpoint": {"accepted_items": 70, "received_items": 90, "duplicate_deliveries": 1,
                              "sent_not_accepted": 0, "sent_not_accepted_examples": []}}
-    abuse = {"uploads": {"wide header (65,000 columns)": {"outcome": "refused: The first row has 65,000 columns"}},
+    abuse = {"uploads": {"wide header (65,000 columns)": {"bytes": 132_000,
+                                                          "outcome": "refused: The first row has 65,000 columns"}},
              "peak_mb_growth": 15.0,
              "flood": {"sent": 1000, "accepted": 120, "limited": 880, "limit": 120, "seconds": 0.1,
                        "training_rows": 0, "dropped": {"unreviewed_thumbs_up": 60}}}
