@@ -5,7 +5,8 @@ dynamic int8 it came from (``training.quantize.dynamic_int8``: the same weights,
 the fp32 graph (rebuilt from the int8 weights when absent: ``make fp32``). Every tweet of validation_random is
 scored alone, then again in shuffled batches of 32 through the predictor (the API's micro-batch path). Reported:
 accuracy both ways, labels that flip, the largest and mean change of P(positive), batch-1 p50 latency and
-batch-32 throughput. Run it on an idle machine (the load is recorded).
+batch-32 throughput, timed in turns (each graph in every round, medians of 5 rounds) so that a machine whose speed
+drifts favours none of them. Run it on an idle machine (the load is recorded).
 
     python -m benchmarks.quantization [--models minilm,mpnet] [--limit N] [--threads 2]   # make bench-quantization
 
@@ -38,6 +39,10 @@ from training.quantize import dynamic_int8, is_static, rebuild_fp32
 logger = logging.getLogger(__name__)
 RESULTS = config.PROJECT_ROOT / "results"
 BATCH = 32
+# The timed part, repeated in turns: single tweets and tweets in batches of 32, per graph and round.
+ROUNDS = 5
+TIMED_SINGLES = 200
+TIMED_BATCHED = 640
 
 
 def score_alone(model: Predictor, texts: list[str]) -> tuple[np.ndarray, float]:
@@ -62,14 +67,26 @@ def score_batched(model: Predictor, texts: list[str], seed: int = 0) -> tuple[np
 
 
 def measure(model: Predictor, texts: list[str], labels: np.ndarray) -> dict[str, float]:
-    alone, p50 = score_alone(model, texts)
-    batched, rate = score_batched(model, texts)
+    """Answers of every tweet alone and in batches (the timing is :func:`timings`'s, taken in turns)."""
+    alone, _ = score_alone(model, texts)
+    batched, _ = score_batched(model, texts)
     change = np.abs(alone - batched)
     return {"accuracy_alone": float((positive_mask(alone) == labels).mean()),
             "accuracy_batched": float((positive_mask(batched) == labels).mean()),
             "label_flips": int((positive_mask(alone) != positive_mask(batched)).sum()),
-            "max_abs_change": float(change.max()), "mean_abs_change": float(change.mean()),
-            "batch1_p50_ms": 1000 * p50, "batch32_tweets_per_s": rate}
+            "max_abs_change": float(change.max()), "mean_abs_change": float(change.mean())}
+
+
+def timings(models: dict[str, Predictor], texts: list[str], rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
+    """Batch-1 p50 and batch-32 throughput of each graph, measured in turns (graph A, B, C, A, B, C, …) on the same
+    tweets: a machine whose speed drifts over minutes favours none of them. Medians over the rounds."""
+    singles, rates = {name: [] for name in models}, {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            singles[name].append(score_alone(model, texts[:TIMED_SINGLES])[1])
+            rates[name].append(score_batched(model, texts[:TIMED_BATCHED])[1])
+    return {name: {"batch1_p50_ms": 1000 * statistics.median(singles[name]),
+                   "batch32_tweets_per_s": statistics.median(rates[name])} for name in models}
 
 
 def dynamic_folder(folder: Path, tmp: Path) -> Path:
@@ -105,9 +122,14 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             graphs = {"static int8": (folder, "int8"), "dynamic int8": (dynamic_folder(folder, Path(tmp)), "int8"),
                       "fp32": (folder, "fp32")}
-            for graph, (where, variant) in graphs.items():
+            loaded = {graph: load_predictor(where, variant, threads=args.threads)
+                      for graph, (where, variant) in graphs.items()}
+            for graph, model in loaded.items():
                 logger.info("%s %s: scoring %d tweets alone, then in batches of %d", name, graph, len(texts), BATCH)
-                rows[graph] = measure(load_predictor(where, variant, threads=args.threads), texts, labels)
+                rows[graph] = measure(model, texts, labels)
+            logger.info("%s: timing the graphs in turns (%d rounds)", name, ROUNDS)
+            for graph, timed in timings(loaded, texts).items():
+                rows[graph].update(timed)
         report["models"][name] = {"version": meta["version"], "quantization": meta.get("quantization", {}), "graphs": rows}
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(exist_ok=True)
@@ -119,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
 def markdown(report: dict) -> str:
     lines = ["# Static int8: the same answer alone and in a batch", "",
              f"`make bench-quantization`, {report['created_at']}: {report['tweets']} tweets of validation_random, "
-             f"each scored alone and in shuffled batches of {BATCH} through the predictor; {report['threads']} ONNX "
-             f"threads; load {report['load_before']} before, {report['load_after']} after.", "",
+             f"each scored alone and in shuffled batches of {BATCH} through the predictor (timing: the graphs in turns, "
+             f"medians of {ROUNDS} rounds of {TIMED_SINGLES} single tweets and {TIMED_BATCHED} in batches); "
+             f"{report['threads']} ONNX threads; load {report['load_before']} before, {report['load_after']} after.", "",
              "| model | graph | accuracy alone | accuracy in batches | label flips | max \\|ΔP\\| | mean \\|ΔP\\| "
              "| batch-1 p50 | batch-32 tweets/s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, model in report["models"].items():
