@@ -34,3 +34,12 @@ def test_the_readme_is_an_entry_page() -> None:
         assert command in readme
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).exists(), f"README links to a missing page: {link}"
+
+
+def test_the_readme_counts_the_models_it_serves() -> None:
+    """Audit: the README said "four models" while five were served."""
+    from sentiment.exports import discover
+
+    words = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six", 7: "Seven", 8: "Eight"}
+    served = len(discover(ROOT / "exports"))
+    assert f"{words[served]} models are committed in `exports/` and served" in (ROOT / "README.md").read_text()

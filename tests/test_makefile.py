@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,3 +46,13 @@ def test_a_busy_port_is_refused_in_one_line(target: str, variable: str) -> None:
     assert ours == [f"127.0.0.1:{port} is already in use: stop what listens there, or choose another port "
                     f"({variable}=...)"]
     assert "uvicorn" not in done.stdout.split("already in use")[-1]  # nothing was started
+
+
+def test_every_variable_make_help_advertises_is_read() -> None:
+    """Audit: `make help` advertised FULL=1 for `make train`, and nothing read it."""
+    makefile = (ROOT / "Makefile").read_text()
+    helped = [line for line in makefile.splitlines() if re.match(r"^[a-z-]+:.*## ", line)]
+    advertised = {name for line in helped for name in re.findall(r"\b([A-Z][A-Z0-9_]*)=", line.split("## ", 1)[1])}
+    assert advertised
+    unread = sorted(name for name in advertised if f"$({name})" not in makefile and f"${{{name}}}" not in makefile)
+    assert unread == [], f"make help names variables the Makefile never reads: {unread}"
