@@ -147,7 +147,8 @@ def compare(student: Predictor, baseline: Predictor, data: Dataset, *, max_p: fl
 
 def main(argv: list[str] | None = None) -> None:
     from training import train_transformer as tt
-    from training.pipeline import calibration_sample, evaluate_transformer
+    from training.pipeline import evaluate_transformer
+    from training.quantize import calibration_sample
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's export folder (e.g. exports/mpnet)")

@@ -26,7 +26,7 @@ from training import config, register
 from training.bundle import classical_bundle, max_abs_diff, transformer_bundle
 from training.data import Dataset, Splits, load, load_splits, sample
 from training.evaluate import evaluate
-from training.quantize import CALIBRATION_SEED, CALIBRATION_TWEETS
+from training.quantize import calibration_sample
 from training.tracking import file_hashes, log_model_run
 
 if TYPE_CHECKING:
@@ -117,11 +117,6 @@ class TrainedTransformer:
     tags: dict[str, str]
     metrics: dict[str, float]
     history: list[dict[str, float]]
-
-
-def calibration_sample(train: Dataset) -> list[str]:
-    """The train-split tweets that calibrate a transformer's static int8 activation ranges."""
-    return sample(train, CALIBRATION_TWEETS, seed=CALIBRATION_SEED).texts
 
 
 def evaluate_transformer(name: str, display_name: str, run_dir: Path, sets: dict[str, Dataset],

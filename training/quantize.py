@@ -319,12 +319,20 @@ def is_static(model: onnx.ModelProto) -> bool:
     return not any(n.op_type == "DynamicQuantizeLinear" for n in model.graph.node)
 
 
-def calibration_texts(n: int = CALIBRATION_TWEETS, seed: int = CALIBRATION_SEED) -> list[str]:
-    """``n`` train-split tweets (stratified, seeded): never validation or test tweets."""
-    from training import config
-    from training.data import load_splits, sample
+def calibration_sample(train: Any, n: int = CALIBRATION_TWEETS) -> list[str]:
+    """``n`` tweets of the train split ``train`` (a ``training.data.Dataset``; stratified, seeded) that calibrate the
+    activation ranges: the one choice of calibration tweets, for ``make quantize`` and for training exports."""
+    from training.data import sample
 
-    return sample(load_splits(config.data_dir()).train, n, seed=seed).texts
+    return sample(train, n, seed=CALIBRATION_SEED).texts
+
+
+def calibration_texts(n: int = CALIBRATION_TWEETS) -> list[str]:
+    """:func:`calibration_sample` of the configured data's train split: never validation or test tweets."""
+    from training import config
+    from training.data import load_splits
+
+    return calibration_sample(load_splits(config.data_dir()).train, n)
 
 
 def save_graph(model: onnx.ModelProto, path: Path, *, split: bool) -> list[str]:
