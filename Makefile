@@ -92,11 +92,11 @@ install: install-dev
 
 run: install-app ## start the Streamlit product with the FastAPI service at /api (committed exports) [HOST, PORT]
 	$(call port_free,$(HOST),$(PORT),PORT)
-	$(VENV)/bin/uvicorn app.server:app --host $(HOST) --port $(PORT)
+	UVICORN_HOST=$(HOST) $(VENV)/bin/uvicorn app.server:app --host $(HOST) --port $(PORT)
 
-serve: install-api ## start the lean FastAPI service alone [HOST, API_PORT]
+serve: install-api ## start the lean FastAPI service alone, one worker process per core [HOST, API_PORT]
 	$(call port_free,$(HOST),$(API_PORT),API_PORT)
-	$(VENV)/bin/uvicorn api.main:create_app --factory --host $(HOST) --port $(API_PORT)
+	$(PY) -m api.serve --host $(HOST) --port $(API_PORT)
 
 test: install-dev ## install everything and run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -121,8 +121,8 @@ train-quick: install-train ## the same pipeline on small samples (minutes)
 evaluate: install-train ## score a model (MODEL=exports/<name> or models:/…) on a labelled CSV (DATA=…)
 	$(PY) -m training.evaluate --model $(or $(MODEL),exports/minilm) $(if $(DATA),--data $(DATA),) $(EVAL_ARGS)
 
-evaluate-ood: install-train ## every served export on validation_random and the out-of-domain sets (OUT_OF_DOMAIN_DIR); results/out_of_domain.*
-	$(PY) -m training.evaluate_ood $(foreach m,$(MODELS),--model $(m))
+evaluate-ood: install-train ## every served export on validation_random and the out-of-domain sets (OUT_OF_DOMAIN_DIR); results/out_of_domain.* (EVAL_ARGS=--update-runs: into exports/runs too)
+	$(PY) -m training.evaluate_ood $(foreach m,$(MODELS),--model $(m)) $(EVAL_ARGS)
 
 evaluate-emoji: install-train ## emoji kept vs spelled as words for the transformer exports (MODELS="exports/minilm …"); results/emoji.md
 	$(PY) -m training.evaluate_emoji $(foreach m,$(or $(MODELS),exports/minilm),--model $(m))

@@ -77,7 +77,7 @@ def _cell(value: object) -> str:
 
 def _score_rows(predictor: Predictor, reader: Iterator[list[str]], writer: Any, *, text_column: str, header: bool,
                 batch_size: int, max_chars: int, on_batch: Callable[[int], object]) -> dict[str, int]:
-    counts = {"rows": 0, "scored": 0, "empty": 0}
+    counts = {"rows": 0, "scored": 0, "empty": 0, "malformed": 0}
     names = next(reader, None) if header else None
     index = _column_index(names, text_column)
     first_rows: list[list[str]] = []
@@ -86,15 +86,21 @@ def _score_rows(predictor: Predictor, reader: Iterator[list[str]], writer: Any, 
         first_rows = [first] if first is not None else []
         names = [f"column_{i}" for i in range(len(first) if first else index + 1)]
     writer.writerow([*names, *OUTPUT_COLUMNS])
+    width = len(names)  # the header's, or the first row's: a row of another width has its fields out of place
     for batch in _batches(itertools.chain(first_rows, reader), batch_size):
         texts = [row[index] if index < len(row) else None for row in batch]
-        scores = score(texts, predictor.predict_proba, max_chars=max_chars, chunk_rows=batch_size)
+        malformed = [len(row) != width for row in batch]
+        scores = score(texts, predictor.predict_proba, max_chars=max_chars, chunk_rows=batch_size,
+                       malformed=malformed)
         columns = scores.columns(predictor.name, predictor.version)
         for i, row in enumerate(batch):
-            writer.writerow([*row, *(_cell(columns[name][i]) for name in OUTPUT_COLUMNS)])
+            # Padded or cut to the header's width, so that the output columns stay under their names.
+            cells = (row + [""] * width)[:width]
+            writer.writerow([*cells, *(_cell(columns[name][i]) for name in OUTPUT_COLUMNS)])
         counts["rows"] += len(batch)
         counts["scored"] += sum(reason is None for reason in scores.reason)
-        counts["empty"] += sum(reason is not None for reason in scores.reason)
+        counts["malformed"] += sum(malformed)
+        counts["empty"] += sum(reason is not None for reason in scores.reason) - sum(malformed)
         on_batch(len(batch))
     return counts
 
@@ -117,7 +123,8 @@ def score_csv(predictor: Predictor, source: Path, target: Path, *, text_column: 
         progress: show a progress bar on stderr.
 
     Returns:
-        Counts of ``rows``, ``scored`` and ``empty`` rows (``empty``: not scored, the ``reason`` column says why).
+        Counts of ``rows``, ``scored``, ``empty`` and ``malformed`` rows (not scored: the ``reason`` column says why;
+        ``malformed``: more or fewer fields than the header, or than the first row without one).
     """
     partial = target.with_name(target.name + ".partial")
     with source.open("rb") as raw:
@@ -188,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = score_csv(predictor, args.input, args.output, text_column=args.text_column,
                            header=not args.no_header, encoding=args.encoding, batch_size=args.batch_size,
                            max_chars=settings.max_text_chars, progress=not args.no_progress)
-        logger.info("wrote %s: %d rows, %d scored, %d without text", args.output, counts["rows"], counts["scored"],
-                    counts["empty"])
+        logger.info("wrote %s: %d rows, %d scored, %d without text, %d malformed (more or fewer fields than the "
+                    "header: reason 'malformed')", args.output, counts["rows"], counts["scored"], counts["empty"],
+                    counts["malformed"])
         return 0
     except (ExportError, OSError, ValueError, csv.Error) as error:
         logger.error("%s", error)

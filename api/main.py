@@ -46,7 +46,7 @@ from api.schemas import TEXT_FIELD_MARK, ErrorResponse
 from api.security import ApiKeyGate, KeyChecker, api_key_dependency
 from api.settings import Settings
 from sentiment.logs import configure_logging, server_access_log_off
-from sentiment.metrics import Metrics
+from sentiment.metrics import Metrics, multiprocess_dir
 from sentiment.registry import ModelRegistry
 from sentiment.reload import start_watcher
 
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         registry = ModelRegistry(settings)
     metrics = registry.metrics or Metrics()
     registry.metrics = metrics
-    metrics.models_ready.set_function(lambda: float(registry.ready))
+    metrics.sample(metrics.models_ready, lambda: float(registry.ready))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         # another format; with LOG_FORMAT=none the host's logging, uvicorn's line included, is left as it is.
         with nullcontext() if settings.log_format == "none" else server_access_log_off():
             registry.start_background()
-            watcher = start_watcher(registry, settings.reload_interval_s)
+            watcher = start_watcher(registry, settings.reload_interval_s, multiprocess_dir())
             yield
             if watcher is not None:
                 watcher.cancel()

@@ -7,9 +7,10 @@ Every field is read from the environment variable of the same name in upper case
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from sentiment.settings import MAX_BATCH_TEXTS, EngineSettings, split_csv
@@ -17,6 +18,15 @@ from sentiment.settings import MAX_BATCH_TEXTS, EngineSettings, split_csv
 __all__ = ["MAX_BATCH_TEXTS", "Settings"]
 # Values people paste from examples: serving with one of them would be an open door.
 _PLACEHOLDER_KEYS = {"changethis", "changeme", "secret", "api-key", "your-api-key"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name or a wildcard: reachable from elsewhere, as far as we know
 
 
 class Settings(EngineSettings):
@@ -28,7 +38,17 @@ class Settings(EngineSettings):
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest accepted request body (413 above).")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        default=(), description="Comma-separated API keys; empty leaves the API open. Health routes stay open."
+        default=(), description="Comma-separated API keys. Empty leaves the API open, which only a server on "
+        "loopback may do (else ALLOW_ANONYMOUS_API=true). Health routes stay open."
+    )
+    allow_anonymous_api: bool = Field(
+        default=False,
+        description="Serve without API_KEYS on a non-loopback UVICORN_HOST (the images listen on 0.0.0.0): an "
+        "explicit opt-out, for a server behind a gateway that authenticates.",
+    )
+    uvicorn_host: str = Field(
+        default="127.0.0.1", description="Address the server listens on (uvicorn's variable; python -m api.serve "
+        "sets it from --host). Read to refuse an open API on a public address.",
     )
     admin_key: SecretStr | None = Field(
         default=None,
@@ -54,6 +74,14 @@ class Settings(EngineSettings):
             if key.get_secret_value().lower() in _PLACEHOLDER_KEYS:
                 raise ValueError("API_KEYS holds a placeholder value; set real keys or leave API_KEYS empty")
         return keys
+
+    @model_validator(mode="after")
+    def _no_open_api_on_a_public_address(self) -> Settings:
+        if not self.api_keys and not self.allow_anonymous_api and not _is_loopback(self.uvicorn_host):
+            raise ValueError(
+                f"the API would answer anyone on {self.uvicorn_host} without a key: set API_KEYS (comma-separated "
+                "keys), or ALLOW_ANONYMOUS_API=true if a gateway in front authenticates")
+        return self
 
     @field_validator("admin_key")
     @classmethod

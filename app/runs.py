@@ -4,7 +4,9 @@ Nothing here imports Streamlit: the training code may call :func:`seed_from_reco
 caching of these queries lives in :mod:`app.services`.
 
 Seeding is idempotent: a record is skipped when its run still exists in the store (the machine that trained
-it) or when an earlier seeding copied it (tag ``seeded_from``). Runs trained later sit beside the seeded ones.
+it) or when an earlier seeding copied it (tag ``seeded_from``). Runs trained later sit beside the seeded ones. A
+seeded copy is topped up with the metrics, tags and artifacts its record gained since (the out-of-domain figures
+measured for older runs by ``python -m training.evaluate_ood --update-runs``); a value already there is kept.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "tweet-sentiment"
 SEEDED_FROM_TAG = "seeded_from"
-EVAL_SETS = ("test", "validation_random", "validation")
+# The out-of-domain sets of training.config.OUT_OF_DOMAIN_SETS (the product does not import training): human-labelled
+# recent tweets, what the product's users send, where Sentiment140's labels come from 2009 emoticons.
+OUT_OF_DOMAIN_SETS = {"tweeteval_validation": "TweetEval validation", "airline_dev": "tweets to US airlines"}
+# The evaluation sets in the run records (docs/CONTRACTS.md), in the order the page lists them.
+EVAL_SETS = ("test", "validation_random", "validation", *OUT_OF_DOMAIN_SETS)
 QUALITY_METRICS = ("accuracy", "f1_macro", "roc_auc")
+MISSING = "—"  # shown for a figure a run lacks: older runs were scored on fewer sets
+_HIGHLIGHT = "background-color: #fff3b0"
 _BATCH = 500
 
 
@@ -79,7 +87,8 @@ def seed_from_records(runs_dir: str | Path, tracking_uri: str) -> list[str]:
 
     client = MlflowClient(tracking_uri=tracking_uri)
     created: list[str] = []
-    known: dict[str, set[str]] = {}
+    topped_up: list[str] = []
+    known: dict[str, dict[str, Any]] = {}  # experiment → source run id → its seeded copy (None: the run itself)
     for record in records:
         experiment_name = record.get("experiment") or DEFAULT_EXPERIMENT
         experiment = client.get_experiment_by_name(experiment_name)
@@ -90,10 +99,13 @@ def seed_from_records(runs_dir: str | Path, tracking_uri: str) -> list[str]:
             experiment_id = experiment.experiment_id
         if experiment_id not in known:
             runs = client.search_runs([experiment_id], max_results=50_000)
-            known[experiment_id] = {r.info.run_id for r in runs} | {
-                r.data.tags[SEEDED_FROM_TAG] for r in runs if SEEDED_FROM_TAG in r.data.tags}
+            known[experiment_id] = {r.info.run_id: None for r in runs} | {
+                r.data.tags[SEEDED_FROM_TAG]: r for r in runs if SEEDED_FROM_TAG in r.data.tags}
         source_id = record["run_id"]
         if source_id in known[experiment_id]:
+            seeded = known[experiment_id][source_id]
+            if seeded is not None and _top_up(client, seeded, record):
+                topped_up.append(seeded.info.run_id)
             continue
         try:
             client.get_run(source_id)  # the run lives in another experiment of this store
@@ -120,11 +132,42 @@ def seed_from_records(runs_dir: str | Path, tracking_uri: str) -> list[str]:
         for artifact_path, content in (record.get("artifacts") or {}).items():
             client.log_dict(run_id, content, artifact_path)
         client.set_terminated(run_id, status=record.get("status") or "FINISHED", end_time=end)
-        known[experiment_id].add(source_id)
+        known[experiment_id][source_id] = None
         created.append(run_id)
-    if created:
-        logger.info("seeded %d MLflow run(s) from %s into %s", len(created), runs_dir, redact_uri(tracking_uri))
+    if created or topped_up:
+        logger.info("seeded %d MLflow run(s) and topped up %d from %s into %s", len(created), len(topped_up),
+                    runs_dir, redact_uri(tracking_uri))
     return created
+
+
+def _artifact_paths(client: Any, run_id: str, folder: str | None = None) -> set[str]:
+    paths: set[str] = set()
+    for entry in client.list_artifacts(run_id, folder):
+        paths |= _artifact_paths(client, run_id, entry.path) if entry.is_dir else {entry.path}
+    return paths
+
+
+def _top_up(client: Any, run: Any, record: dict[str, Any]) -> bool:
+    """Add to a seeded run the metrics its record gained since it was seeded, with the new tags and artifacts.
+
+    Returns:
+        False (and nothing read beyond the run) when the record has no metric the run lacks.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    history = record.get("metric_history") or {}
+    missing = {key: value for key, value in (record.get("metrics") or {}).items()
+               if key not in run.data.metrics and key not in history}
+    if not missing:
+        return False
+    run_id, end = run.info.run_id, int(record.get("end_time") or 0)
+    tags = [RunTag(str(k), str(v)) for k, v in (record.get("tags") or {}).items() if str(k) not in run.data.tags]
+    client.log_batch(run_id, metrics=[Metric(k, float(v), end, 0) for k, v in missing.items()], tags=tags)
+    present = _artifact_paths(client, run_id)
+    for artifact_path, content in (record.get("artifacts") or {}).items():
+        if artifact_path not in present:
+            client.log_dict(run_id, content, artifact_path)
+    return True
 
 
 def search_runs(tracking_uri: str) -> pd.DataFrame:
@@ -196,6 +239,21 @@ def available_sets(runs: pd.DataFrame) -> list[str]:
     return [s for s in EVAL_SETS if f"metrics.{s}_accuracy" in runs and runs[f"metrics.{s}_accuracy"].notna().any()]
 
 
+def accuracy_by_set(runs: pd.DataFrame, sets: Iterable[str]) -> pd.DataFrame:
+    """``model, family`` and one accuracy column per set (NaN where the run was not scored on it)."""
+    table = runs[["model", "family"]].reset_index(drop=True)
+    for set_name in sets:
+        column = f"metrics.{set_name}_accuracy"
+        table[set_name] = runs[column].to_numpy(dtype=float) if column in runs else float("nan")
+    return table
+
+
+def unscored(runs: pd.DataFrame, set_name: str) -> list[str]:
+    """The models whose run has no accuracy on ``set_name`` (runs from before the set was scored)."""
+    column = f"metrics.{set_name}_accuracy"
+    return sorted(runs["model"] if column not in runs else runs.loc[runs[column].isna(), "model"])
+
+
 def tradeoff_points(runs: pd.DataFrame, set_name: str) -> pd.DataFrame:
     """``model, family, accuracy, latency_ms`` per run: accuracy on ``set_name``; latency p50 measured on
     that set, else on the first set where it was measured (latency belongs to the model, not to the data)."""
@@ -214,13 +272,30 @@ def runs_table(runs: pd.DataFrame, champion: str | None) -> pd.DataFrame:
     frame = model_runs(runs)
     if frame.empty:
         return frame
-    metric_columns = [c for c in frame.columns if c.startswith("metrics.") and
-                      any(c.endswith(f"_{m}") for m in (*QUALITY_METRICS, "latency_p50_ms"))]
+    shown = (*QUALITY_METRICS, "latency_p50_ms")
+    # Each set's accuracy always has a column (a run not scored on the set shows MISSING), in the sets' order;
+    # then the other figures of those sets, then metrics of other prefixes (fp32_…, feedback_…).
+    for set_name in EVAL_SETS:
+        if f"metrics.{set_name}_accuracy" not in frame:
+            frame[f"metrics.{set_name}_accuracy"] = float("nan")
+    known = [f"metrics.{s}_{m}" for s in EVAL_SETS for m in shown if f"metrics.{s}_{m}" in frame]
+    metric_columns = known + [c for c in frame.columns if c.startswith("metrics.") and c not in known and
+                              any(c.endswith(f"_{m}") for m in shown)]
     param_columns = [c for c in frame.columns if c.startswith("params.")]
     table = frame[["model", "family", "start", "status", "run_id", *metric_columns, *param_columns]].copy()
     table.insert(0, "champion", table["model"] == champion)
     table.columns = _display_names(list(table.columns))
     return table.sort_values(["champion", "start"], ascending=[False, False]).reset_index(drop=True)
+
+
+def styled(table: pd.DataFrame, highlight: str | None = None) -> Any:
+    """``table`` for ``st.dataframe``: figures to four decimals, a missing one as ``MISSING``, and the rows where the
+    boolean column ``highlight`` is true in yellow (a pandas ``Styler``; the data underneath stays numeric)."""
+    figures = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    styler = table.style.format(precision=4, na_rep=MISSING, subset=figures)
+    if highlight is not None:
+        styler = styler.apply(lambda row: [_HIGHLIGHT if row[highlight] else ""] * len(row), axis=1)
+    return styler
 
 
 def _display_names(columns: list[str]) -> list[str]:

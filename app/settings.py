@@ -4,18 +4,21 @@ Every setting is an environment variable (documented in the README, section "Str
 secrets, ``APPLICATIONINSIGHTS_CONNECTION_STRING`` and ``MAINTAINER_SECRET``, are read here and nowhere else:
 from the environment first, then from ``st.secrets`` (``.streamlit/secrets.toml``, git-ignored). Placeholder
 values such as ``changethis`` are treated as unset, so a copied example file never unlocks anything.
-:func:`redact_uri` is what the pages show of a URI that may carry credentials (``MLFLOW_TRACKING_URI``).
+:func:`redact_uri` is what the pages show of a URI that may carry credentials (``MLFLOW_TRACKING_URI``);
+:func:`redact_text` hides them, and the MLflow client's own (``MLFLOW_TRACKING_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``),
+in free text such as an error message.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
 from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import NoDecode
@@ -39,6 +42,11 @@ AZURE_SELF_DIAGNOSTICS_FLAGS = (
 REDACTED = "***"
 # Query parameters whose value is a credential: ?token=, ?access_token=, ?password=, ?api_key=, Azure's ?sig=
 _CREDENTIAL_PARAMETER = re.compile(r"token|pass|pwd|secret|key|sig|auth|cred", re.IGNORECASE)
+# The MLflow client's credentials (it reads them itself, for a tracking server that asks for a user): never shown.
+MLFLOW_USERNAME_KEY = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_CLIENT_SECRET_KEYS = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+# Shorter values are not searched for in text: they would hide ordinary words.
+_MIN_SECRET_CHARS = 4
 
 
 class AppSettings(ProjectSettings):
@@ -158,21 +166,42 @@ def redact_uri(uri: str) -> str:
 # In free text (an exception's message), a credential can appear anywhere and quoted in any way: a URL's userinfo,
 # or name=value with "=" and "&" written as themselves or percent-encoded (urllib3 quotes what it failed to reach).
 _USERINFO_IN_TEXT = re.compile(r"(?<=//)[^/\s@'\"<>]+@")
+# An Authorization header quoted in a message ("Authorization: Basic …", {'Authorization': 'Bearer …'}).
+_AUTHORIZATION_IN_TEXT = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)\s+)[^\s'\",}]+")
 _CREDENTIAL_IN_TEXT = re.compile(
     r"(?i)((?:[a-z0-9_.-]*(?:token|pass|pwd|secret|key|sig|auth|cred)[a-z0-9_.-]*)(?:=|%3d|%253d))"
     r"([^&\s'\"<>]*?)(?=&|%26|%2526|\s|['\"<>]|/|$)")
 
 
+def _mlflow_client_secrets() -> list[str]:
+    """The MLflow client's password and token from the environment, as they may be quoted: as such,
+    percent-encoded, and inside the ``Basic`` header the client sends (longest first)."""
+    values = set()
+    for key in MLFLOW_CLIENT_SECRET_KEYS:
+        value = os.environ.get(key) or ""
+        if len(value) >= _MIN_SECRET_CHARS:
+            values |= {value, quote(value, safe=""), quote_plus(value)}
+    password, username = os.environ.get(MLFLOW_CLIENT_SECRET_KEYS[0]), os.environ.get(MLFLOW_USERNAME_KEY)
+    if password and username:
+        values.add(base64.b64encode(f"{username}:{password}".encode()).decode("ascii"))
+    return sorted(values, key=len, reverse=True)
+
+
 def redact_text(text: str, *uris: str) -> str:
     """``text`` (an error message, a log line) with every credential hidden, wherever and however it is quoted.
 
-    Each of ``uris`` is first replaced by :func:`redact_uri` of it; then any URL userinfo and any token-like
-    ``name=value`` left in the text, percent-encoded or not, is replaced by ``***``.
+    Each of ``uris`` is first replaced by :func:`redact_uri` of it; then the MLflow client's password and token
+    (``MLFLOW_TRACKING_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``, also percent-encoded or in a ``Basic`` header), any
+    quoted ``Authorization`` header, any URL userinfo and any token-like ``name=value`` left in the text,
+    percent-encoded or not, are replaced by ``***``.
 
     >>> redact_text("Max retries exceeded with url: /base?token=t0ken&workspace=7/api/2.0")
     'Max retries exceeded with url: /base?token=***&workspace=7/api/2.0'
     """
     for uri in uris:
         text = text.replace(uri, redact_uri(uri))
+    for secret in _mlflow_client_secrets():
+        text = text.replace(secret, REDACTED)
+    text = _AUTHORIZATION_IN_TEXT.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _USERINFO_IN_TEXT.sub(f"{REDACTED}@", text)
     return _CREDENTIAL_IN_TEXT.sub(lambda m: f"{m.group(1)}{REDACTED}", text)

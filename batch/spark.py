@@ -10,8 +10,9 @@ Examples::
 Input: CSV with a header and a ``text`` column (``--text-column``), Sentiment140's six header-less columns in
 latin-1 (recognised by their count, read as ``target, ids, date, flag, user, text``), or Parquet. Output: a
 Parquet dataset with every input column plus ``label``, ``confidence``, ``p_positive``, ``model``, ``version``
-and ``reason`` (why a row has no label: ``missing``, ``empty``, ``too_long``). An input column named like an
-output column is kept as ``input_<name>``.
+and ``reason`` (why a row has no label: ``missing``, ``empty``, ``too_long``, or ``malformed``: a CSV row with more
+or fewer fields than the header, or than Sentiment140's six). An input column named like an output column is kept as
+``input_<name>``.
 
 The model is the API's own ONNX predictor (``sentiment.predictor.load_predictor``), checked on the driver, then loaded
 once per Python worker (workers are reused across tasks) and called on the Arrow batches of ``mapInPandas``,
@@ -26,6 +27,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 SENTIMENT140_POLARITIES = ("0", "2", "4")  # the first field of every Sentiment140 row
 SENTIMENT140_COLUMNS = ("target", "ids", "date", "flag", "user", "text")
 FORMATS = ("auto", "csv", "sentiment140", "parquet")
+# Spark's columnNameOfCorruptRecord: the raw line of a CSV row with a wrong number of fields; read, never written.
+MALFORMED_COLUMN = "_malformed_record"
 _OUTPUT_DDL = "label string, confidence double, p_positive double, model string, version string, reason string"
 # Spark's CSV reader takes Java charset names: it refuses "latin1".
 _ENCODINGS = {"latin1": "ISO-8859-1", "latin-1": "ISO-8859-1", "utf8": "UTF-8"}
@@ -107,9 +111,36 @@ def _refuse_wide_encodings(path: str) -> None:
                              f"latin-1; convert it first: iconv -f {announced.upper()} -t UTF-8 {file} > converted.csv")
 
 
+@dataclass(frozen=True)
+class Input:
+    """What :func:`read_input` read."""
+
+    frame: DataFrame
+    text_column: str
+    # CSV only: the frame's column holding the raw line of a row whose field count differs from the header's (or
+    # from Sentiment140's six), null for every other row. Spark keeps the first fields of such a row and drops or
+    # nulls the rest, so its "text" may be another field or a piece of the tweet: the row is flagged, not scored.
+    malformed_column: str | None = None
+
+
+def _read_csv(reader: Any, path: str, names: Sequence[str]) -> tuple[DataFrame, str]:
+    """Read ``path`` as string columns ``names``, with Spark's corrupt-record column flagging the rows whose number
+    of fields is not ``len(names)``; returns the frame and that column's name (one no input column has)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    malformed = MALFORMED_COLUMN
+    while malformed.lower() in {name.lower() for name in names}:  # Spark matches names regardless of case
+        malformed += "_"
+    schema = StructType([StructField(name, StringType()) for name in [*names, malformed]])
+    return reader.options(columnNameOfCorruptRecord=malformed).schema(schema).csv(path), malformed
+
+
 def read_input(spark: SparkSession, path: str, *, fmt: str = "auto", text_column: str = "text",
-               encoding: str | None = None, multiline: bool = False) -> tuple[DataFrame, str]:
-    """Read ``path`` as CSV, Sentiment140's six columns or Parquet; returns the frame and its text column.
+               encoding: str | None = None, multiline: bool = False) -> Input:
+    """Read ``path`` as CSV, Sentiment140's six columns or Parquet.
+
+    A CSV row with more or fewer fields than the header (Sentiment140: than six) is kept, its raw line in
+    :attr:`Input.malformed_column`.
 
     Raises:
         ValueError: unknown format, no string column ``text_column``, or a UTF-16/UTF-32 file.
@@ -119,37 +150,41 @@ def read_input(spark: SparkSession, path: str, *, fmt: str = "auto", text_column
     detect = fmt == "auto"
     if detect:
         fmt = "parquet" if path.rstrip("/").endswith(".parquet") else "csv"
+    malformed = None
     if fmt == "parquet":
         frame = spark.read.parquet(path)
     else:
         _refuse_wide_encodings(path)
-        # RFC 4180 quoting (a quote inside a field is doubled); a malformed row becomes nulls, never a failure.
+        # RFC 4180 quoting (a quote inside a field is doubled). PERMISSIVE: a row with more or fewer fields than
+        # the schema is kept, flagged in the corrupt-record column (Spark 3+ counts the fields; the option table
+        # of the docs still says otherwise), never a failure.
         reader = spark.read.options(quote='"', escape='"', multiLine=multiline, mode="PERMISSIVE")
-        frame = None
         if fmt == "csv":
             charset = _ENCODINGS.get((encoding or "utf-8").lower(), encoding or "UTF-8")
-            frame = reader.options(header=True, encoding=charset).csv(path)
+            header = reader.options(header=True, encoding=charset).csv(path).columns  # reads the first line only
             # Sentiment140's files have no header: their first row, read as one, starts with a polarity code. A
             # six-column file whose first row is a real header is a CSV without the text column, not Sentiment140.
-            if (detect and text_column not in frame.columns and len(frame.columns) == len(SENTIMENT140_COLUMNS)
-                    and frame.columns[0].strip() in SENTIMENT140_POLARITIES):
+            if (detect and text_column not in header and len(header) == len(SENTIMENT140_COLUMNS)
+                    and header[0].strip() in SENTIMENT140_POLARITIES):
                 fmt = "sentiment140"
+            else:  # the header's names (Spark's: deduplicated, `_c<i>` for an empty one), its line skipped
+                frame, malformed = _read_csv(reader.options(header=True, encoding=charset), path, header)
         if fmt == "sentiment140":
             charset = _ENCODINGS.get((encoding or "latin-1").lower(), encoding)
-            schema = ", ".join(f"{name} string" for name in SENTIMENT140_COLUMNS)
-            frame = reader.options(header=False, encoding=charset).schema(schema).csv(path)
+            frame, malformed = _read_csv(reader.options(header=False, encoding=charset), path, SENTIMENT140_COLUMNS)
             text_column = "text"
-    if text_column not in frame.columns:
-        raise ValueError(f"{path}: no column {text_column!r} among {frame.columns}; set --text-column "
+    columns = [name for name in frame.columns if name != malformed]
+    if text_column not in columns:
+        raise ValueError(f"{path}: no column {text_column!r} among {columns}; set --text-column "
                          "(Sentiment140's header-less six columns are recognised by themselves)")
     kind = dict(frame.dtypes)[text_column]
     if kind != "string":
         raise ValueError(f"{path}: column {text_column!r} holds {kind}, not text")
-    return frame, text_column
+    return Input(frame, text_column, malformed)
 
 
-def _scorer(folder: str, variant: str, threads: int, text_column: str, max_chars: int,
-            chunk_rows: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _scorer(folder: str, variant: str, threads: int, text_column: str, max_chars: int, chunk_rows: int,
+            malformed_column: str | None) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The function ``mapInPandas`` ships to the workers (pickled with these arguments, not the model)."""
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -157,7 +192,10 @@ def _scorer(folder: str, variant: str, threads: int, text_column: str, max_chars
 
         predictor = worker_predictor(folder, variant, threads)
         for frame in frames:
-            scored = score_texts(frame[text_column], predictor, max_chars=max_chars, chunk_rows=chunk_rows)
+            # The raw line flags the row and goes no further: the output keeps the input's columns only.
+            malformed = frame.pop(malformed_column).notna() if malformed_column else None
+            scored = score_texts(frame[text_column], predictor, max_chars=max_chars, chunk_rows=chunk_rows,
+                                 malformed=malformed)
             yield pd.concat([frame, scored], axis=1)
 
     return score
@@ -206,8 +244,8 @@ def score(spark: SparkSession, source: str, target: str, predictor: Predictor, *
     if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     chunk_rows = chunk_rows or default_chunk_rows(predictor)
-    frame, text_column = read_input(spark, source, fmt=fmt, text_column=text_column, encoding=encoding,
-                                    multiline=multiline)
+    read = read_input(spark, source, fmt=fmt, text_column=text_column, encoding=encoding, multiline=multiline)
+    frame, text_column, malformed = read.frame, read.text_column, read.malformed_column
     for name in OUTPUT_COLUMNS:
         if name in frame.columns:
             renamed = f"input_{name}"
@@ -218,9 +256,11 @@ def score(spark: SparkSession, source: str, target: str, predictor: Predictor, *
     quoted = [name for name in frame.columns if "`" in name]
     if quoted:  # Spark cannot carry such a name through mapInPandas: say so before any work starts
         raise ValueError(f"{source}: column names with a backtick {quoted} cannot be scored by Spark; rename them")
-    schema = ", ".join([f"`{name}` {kind}" for name, kind in frame.dtypes] + [_OUTPUT_DDL])
+    # mapInPandas takes every column, the corrupt-record one included: Spark then parses whole rows (under column
+    # pruning it would count only the fields asked for) and flags each row whose count is wrong.
+    schema = ", ".join([f"`{name}` {kind}" for name, kind in frame.dtypes if name != malformed] + [_OUTPUT_DDL])
     function = _scorer(str(predictor.folder), predictor.variant, threads, text_column,
-                       max_chars or EngineSettings().max_text_chars, chunk_rows)
+                       max_chars or EngineSettings().max_text_chars, chunk_rows, malformed)
     logger.info("scoring %s with %s %s (%s, %d per call) into %s", source, predictor.name, predictor.version,
                 predictor.variant, chunk_rows, target)
     _write(spark, frame.mapInPandas(function, schema), target, overwrite)

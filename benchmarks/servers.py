@@ -62,6 +62,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def worker_pids(supervisor: int) -> list[int]:
+    """The live uvicorn workers of the server whose supervisor is ``supervisor`` (spawned children; not the
+    multiprocessing resource tracker, not a killed one not yet reaped)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(supervisor).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                found.append(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def listeners(port: int) -> int:
+    """Listening TCP sockets on ``port``, whoever holds them: one per worker of ``python -m api.serve``, each opened
+    once that worker's startup is complete (a dying process's threads can also keep its socket open a little after
+    its status reads "zombie")."""
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            found += sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+    return found
+
+
 def get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """One GET on loopback; (0, b"") when nothing answers yet."""
     connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
@@ -125,7 +152,9 @@ class RunningServer:
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited with {self.process.returncode}; see {self.log_path}")
-            if get(self.port, self.spec.ready_path, timeout=1.0)[0] == 200:
+            # Every worker listening: connections made while one is still starting would all stay on the other.
+            if (get(self.port, self.spec.ready_path, timeout=1.0)[0] == 200
+                    and listeners(self.port) >= max(1, len(worker_pids(self.process.pid)))):
                 return time.perf_counter() - started
             time.sleep(0.05)
         self.stop()

@@ -1,7 +1,7 @@
 """``make soak``: the reliability suite. Bad traffic under saturation, and feedback delivery through crashes.
 
-Part 1, the lean API on 127.0.0.1 (``uvicorn api.main:create_app --factory``) with a bounded queue and a
-request deadline (:data:`API_ENV`). ``wrk`` saturates ``POST /v1/predict`` with valid tweets from 16
+Part 1, the lean API on 127.0.0.1 as the image runs it (``python -m api.serve``, one worker process per core)
+with a bounded queue and a request deadline (:data:`API_ENV`). ``wrk`` saturates ``POST /v1/predict`` with valid tweets from 16
 connections while a Python client sends the rest of the mix (valid batches and single tweets, bodies drawn
 by hypothesis, abandoned connections, odd methods and unknown paths, bodies over ``MAX_BODY_BYTES``). A
 warm-up of the same mix (every category, every route, a forced load-shedding burst) comes first; memory and
@@ -13,7 +13,9 @@ the ``/metrics`` series are read after it and at the end. It passes when:
   else measured here first with the same ``wrk`` script);
 - RSS grows by less than 50 MB, and ``/metrics`` gains no series after the warm-up (but a predict route's first
   503: shedding a single tweet cannot be forced);
-- no valid request waits longer than ``REQUEST_TIMEOUT_S`` + 1 s.
+- no valid request waits longer than ``REQUEST_TIMEOUT_S`` + 1 s;
+- last, one worker is killed with SIGKILL under load: the server keeps answering, replaces it, and keeps its
+  ``/metrics`` series and counters (:mod:`benchmarks.soak_workers`).
 
 Part 2, the product's feedback path (:mod:`benchmarks.soak_feedback`): verdicts are recorded and flushed to a
 fake Application Insights endpoint while the process is killed with SIGKILL and restarted several times.
@@ -57,6 +59,7 @@ from benchmarks.soak_traffic import (
     run_plan,
     run_wrk,
 )
+from benchmarks.soak_workers import PHASE_S, kill_a_worker, worker_checks
 from benchmarks.tweets import make_tweets
 
 logger = logging.getLogger("benchmarks.soak")
@@ -177,7 +180,7 @@ def parse_metrics(text: str) -> dict[str, Any]:
 
     series: list[str] = []
     families: set[str] = set()
-    sums = {"http_503": 0.0, "http_5xx_other": 0.0}
+    sums = {"http_requests": 0.0, "http_503": 0.0, "http_5xx_other": 0.0}
     model_counters = {"requests_shed_total": "shed", "requests_timed_out_total": "timed_out",
                       "requests_cancelled_total": "cancelled"}
     for family in text_string_to_metric_families(text):
@@ -186,6 +189,7 @@ def parse_metrics(text: str) -> dict[str, Any]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             series.append(f"{sample.name}{{{labels}}}")
             if sample.name == "http_requests_total":
+                sums["http_requests"] += sample.value
                 status = sample.labels.get("status", "")
                 if status == "503":
                     sums["http_503"] += sample.value
@@ -212,7 +216,7 @@ def api_spec() -> ServerSpec:
     return ServerSpec(
         name="this service (soak)",
         slug="soak-api",
-        command=["{python}", "-m", "uvicorn", "api.main:create_app", "--factory", "--host", "127.0.0.1", "--port",
+        command=["{python}", "-m", "api.serve", "api.main:create_app", "--factory", "--host", "127.0.0.1", "--port",
                  "{port}", "--no-access-log", "--log-level", "warning"],
         ready_path="/readyz",
         single=("/v1/predict", lambda text: {"text": text}),
@@ -343,7 +347,6 @@ async def _api_phases(server: RunningServer, mode: Mode, args: argparse.Namespac
     await asyncio.sleep(1.0)
     after = scrape(port)
     result["rss_mb"]["end"] = server.rss_mb()
-    result["alive_at_end"] = server.process.poll() is None and get(port, "/readyz")[0] == 200
     new = sorted(set(after["series"]) - set(before["series"]))
     unexpected = unexpected_series(new)
     result["metrics"] = {
@@ -352,6 +355,9 @@ async def _api_phases(server: RunningServer, mode: Mode, args: argparse.Namespac
         "new_series": new[:40], "new_series_count": len(new),
         "unexpected_series": unexpected[:40], "unexpected_series_count": len(unexpected),
     }
+    logger.info("SIGKILL of one worker under wrk (%d s)", PHASE_S)
+    result["worker_kill"] = await kill_a_worker(server, tweets, workdir, scrape, valid_timeout)
+    result["alive_at_end"] = server.process.poll() is None and get(port, "/readyz")[0] == 200
 
 
 _ROUTE_STATUS = re.compile(r'route="(?P<route>[^"]*)".*status="(?P<status>[^"]*)"')
@@ -469,6 +475,7 @@ def api_checks(api: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
     complete = all(categories.values()) and all(coverage.values()) and total >= mode.target_requests
     checks.append(_check("api: mixed requests sent", complete, total, f">= {mode.target_requests}, every category",
                          f"main {categories} + wrk {wrk['answers']}; warm-up {coverage}"))
+    checks += worker_checks(api.get("worker_kill", {"skipped": "the phase did not run"}), _check)
     checks.append(_check("api: server alive and ready at the end", api.get("alive_at_end", False),
                          api.get("alive_at_end", False), "true"))
     return checks

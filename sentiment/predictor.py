@@ -7,6 +7,7 @@ ONNX Runtime, tokenizers and numpy.
 from __future__ import annotations
 
 import logging
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,32 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# Flags of x86 CPUs whose int8 kernels add uint8 × int8 products in int32 (VNNI, AMX). Without them ONNX Runtime
+# adds pairs of products in a saturating int16, and an int8-weight graph can answer at chance (decision 0007).
+_EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_weights_overflow(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU would overflow the products of signed int8 weights (an x86 without VNNI)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False  # unknown: the export's own answers are all there is to go by
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return not _EXACT_INT8_FLAGS.intersection(flags)
+
+
+def _check_int8_weights(folder: Path, meta: dict[str, Any], variant: str) -> None:
+    """Refuse an int8 graph whose weights are signed on a CPU that would overflow them: its answers are wrong."""
+    if variant != "int8" or meta.get("quantization", {}).get("weights") or not int8_weights_overflow():
+        return
+    raise ExportError(f"{folder}: its int8 weights are signed, and this CPU (x86 without VNNI) adds their products "
+                      f"in a saturating int16, so its answers would be wrong; store them unsigned with "
+                      f"`python -m training.quantize --unsigned-weights-only {folder}`, or serve variant 'fp32'")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -70,6 +97,7 @@ class TransformerPredictor(Predictor):
         self.tokenizer = Tokenizer.from_file(str(verify_file(folder, meta, meta["tokenizer"])))
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.no_padding()
+        _check_int8_weights(folder, meta, variant)
         graph = verify_file(folder, meta, meta["variants"][variant])
         for name in meta.get("external_data", {}).get(variant, []):
             verify_file(folder, meta, name)  # ONNX Runtime reads these weights by itself, unchecked

@@ -38,7 +38,7 @@ import json
 import logging
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +195,30 @@ def _load(folder: Path) -> None:
         raise ExportError(f"{folder} cannot be loaded as the service loads it ({error})") from error
 
 
+def _numbers(versions: Iterable[Any]) -> list[int]:
+    return [int(v) for v in map(str, versions) if v.isdigit()]
+
+
+def new_version(manifest: Manifest | None, name: str, registry_version: str) -> str:
+    """The version a model trained here is published as: its registry version, unless the manifest serves or
+    names in its history a version of ``name`` as high; then one above the highest.
+
+    A registry counts from 1 in each tracking store, so on a fresh clone (no ``mlflow.db``) a retraining of
+    MiniLM got version 1 after the version 4 it continued from (decision 0011). Served versions never go down;
+    the registry's own number stays in the metadata's ``mlflow.model_version``.
+    """
+    if manifest is None:
+        return str(registry_version)
+    known = [*(e.version for n, e in manifest.models.items() if n == name),
+             *(m.get("version") for h in manifest.history for n, m in h.get("models", {}).items() if n == name)]
+    highest = max(_numbers(known), default=0)
+    mine = _numbers([registry_version])
+    return str(registry_version) if mine and mine[0] > highest else str(highest + 1)
+
+
 def _publish_folder(root: Path, bundle: Path, name: str, version: str, *, champion: bool, reason: str,
                     run_id: str | None, fields: Mapping[str, Any] | None = None, leave_out: Sequence[str] = (),
-                    load: bool = False, again: bool = False) -> Manifest:
+                    load: bool = False, again: bool = False, renumber: bool = False) -> Manifest:
     """Publish ``bundle`` as ``root/<name>@<version>``: stage, write the version, verify, rename, write the manifest.
 
     The one order of every folder published (module docstring); the manifest is read once, under the lock.
@@ -212,16 +233,25 @@ def _publish_folder(root: Path, bundle: Path, name: str, version: str, *, champi
         leave_out: files of the bundle not copied (they stay listed in the metadata's ``files``).
         load: also check, before the rename, that the service can load the staged folder.
         again: the same version already served is no error: only the champion changes, if asked.
+        renumber: a model trained here: published as :func:`new_version` (never below a version of ``name`` known
+            to the manifest), and refused when its run is published already.
 
     Raises:
         ExportError: the bundle is invalid, a file does not match its sha256, the folder does not load, or (not
             ``again``) the version is served already. Nothing was published: manifest and folders are unchanged.
     """
-    entry = ModelEntry(f"{name}@{version}", str(version))
-    target = root / entry.path
     with publishing(root):
         previous = read_manifest(root)
         served = previous or (from_folders(root) if discover(root) else None)
+        if renumber:
+            published = [h for h in (served.history if served else ()) if run_id and h.get("run_id") == run_id
+                         and h.get("reason") == reason]
+            if published:
+                raise ManifestError(f"run {run_id} is published already ({published[-1]['models'].get(name)}); "
+                                    f"registry version {version} cannot be republished")
+            version = new_version(served, name, version)
+        entry = ModelEntry(f"{name}@{version}", str(version))
+        target = root / entry.path
         wanted = name if champion or served is None else served.champion
         named = served is not None and any(m.path == entry.path for m in served.models.values())
         if named and not (again and served.models.get(name) == entry):
@@ -290,7 +320,7 @@ def adopt(exports_dir: str | Path, bundle: str | Path, version: str, *, champion
 
 def publish_version(exports_dir: str | Path, bundle: str | Path, *, name: str, version: str, run_id: str | None,
                     metadata: Mapping[str, Any], champion: bool = True) -> Manifest:
-    """Publish a promoted bundle as ``<name>@<version>`` once it verifies and loads.
+    """Publish a promoted bundle as ``<name>@<v>`` once it verifies and loads (``v``: :func:`new_version`).
 
     Args:
         exports_dir: the served folder.
@@ -304,11 +334,11 @@ def publish_version(exports_dir: str | Path, bundle: str | Path, *, name: str, v
         The manifest now in force.
 
     Raises:
-        ExportError: the version is served already, a file does not match its sha256, or the service could not
+        ExportError: the run is published already, a file does not match its sha256, or the service could not
             load it (nothing was published).
     """
     return _publish_folder(Path(exports_dir), Path(bundle), name, str(version), champion=champion, reason=RETRAIN,
-                           run_id=run_id, fields=metadata, leave_out=(FP32_FILE,), load=True)
+                           run_id=run_id, fields=metadata, leave_out=(FP32_FILE,), load=True, renumber=True)
 
 
 def rollback(exports_dir: str | Path) -> Manifest:

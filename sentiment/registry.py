@@ -178,7 +178,8 @@ class ModelRegistry:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.reloader = Reloader(self)
         # Every model's calls share the cores: at most cores ÷ ONNX_THREADS run at once, in arrival order.
-        self.slots = ComputeSlots(max(1, available_cpus() // settings.onnx_threads))
+        # This process's share of the cores: the server's other worker processes have theirs.
+        self.slots = ComputeSlots(max(1, available_cpus() // (settings.onnx_threads * settings.web_concurrency)))
 
     @property
     def state(self) -> str:

@@ -5,7 +5,9 @@ sub-folder holding a ``metadata.json``. Its fingerprint hashes the manifest, eac
 the listing of each folder: a new version, another champion or a re-exported file changes it. The
 watcher compares fingerprints every ``RELOAD_INTERVAL_S``; reading a few small JSON files is all a check
 costs. A signal would be faster but single-process uvicorn exits on ``SIGHUP``: the authenticated route
-``POST /v1/admin/reload`` asks for a check at once instead.
+``POST /v1/admin/reload`` asks for a check at once instead. With several worker processes it reaches one of them,
+which also leaves a request in the workers' shared folder (:func:`request_everywhere`): every other worker's
+watcher sees it within ``REQUEST_POLL_S`` and checks too, each coalescing the requests it gets.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -281,18 +285,67 @@ class Reloader:
         return metrics.predictions_served() if metrics is not None else 0
 
 
-async def watch(registry: ModelRegistry, interval_s: float) -> None:
-    """Check ``EXPORTS_DIR`` every ``interval_s`` seconds and swap in what changed (runs until cancelled)."""
+REQUEST_FILE = "reload-requested"
+REQUEST_POLL_S = 0.2
+_written_here: set[str] = set()  # requests this process made: it has already acted on them
+
+
+def request_everywhere(shared_dir: Path | None) -> None:
+    """Ask every worker of this server to check ``EXPORTS_DIR`` now (``POST /v1/admin/reload`` reached one).
+
+    The request is a file in the workers' shared folder, replaced atomically; each worker's watcher looks at it
+    every ``REQUEST_POLL_S``. Without a shared folder (one process) there is no one else to tell.
+    """
+    if shared_dir is None:
+        return
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    _written_here.add(token)
+    staged = shared_dir / f".{REQUEST_FILE}.{os.getpid()}"
+    staged.write_text(token, encoding="utf-8")
+    os.replace(staged, shared_dir / REQUEST_FILE)
+
+
+def _request_stamp(shared_dir: Path) -> tuple[int, int] | None:
+    try:
+        stat = (shared_dir / REQUEST_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _new_request(shared_dir: Path, stamp: tuple[int, int] | None) -> bool:
+    """Whether the request behind ``stamp`` came from another worker (this one acted on its own already)."""
+    try:
+        token = (shared_dir / REQUEST_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return stamp is not None
+    return token not in _written_here
+
+
+async def watch(registry: ModelRegistry, interval_s: float, shared_dir: Path | None = None) -> None:
+    """Check ``EXPORTS_DIR`` every ``interval_s`` seconds (0: never by itself), and at once when another worker
+    sharing ``shared_dir`` was asked to reload; swap in what changed (runs until cancelled)."""
+    tick = min(t for t in (interval_s, REQUEST_POLL_S if shared_dir else 0) if t > 0)
+    stamp = _request_stamp(shared_dir) if shared_dir else None
+    due = time.monotonic() + interval_s
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(tick)
+        requested = False
+        if shared_dir is not None:
+            seen, stamp = stamp, _request_stamp(shared_dir)
+            requested = stamp != seen and _new_request(shared_dir, stamp)
+        if not requested and (interval_s <= 0 or time.monotonic() < due):
+            continue
+        due = time.monotonic() + interval_s
         try:
-            await registry.reload()
+            await registry.reload(retry_refused=requested)
         except Exception:  # the watcher must outlive any surprise; the next tick tries again
             logger.exception("reload check failed")
 
 
-def start_watcher(registry: ModelRegistry, interval_s: float) -> asyncio.Task[None] | None:
-    """Start :func:`watch` in the running loop; None when ``interval_s`` is 0 (watching disabled)."""
-    if interval_s <= 0:
+def start_watcher(registry: ModelRegistry, interval_s: float,
+                  shared_dir: Path | None = None) -> asyncio.Task[None] | None:
+    """Start :func:`watch` in the running loop; None when ``interval_s`` is 0 and no other worker can ask."""
+    if interval_s <= 0 and shared_dir is None:
         return None
-    return asyncio.get_running_loop().create_task(watch(registry, interval_s), name="watch-exports")
+    return asyncio.get_running_loop().create_task(watch(registry, interval_s, shared_dir), name="watch-exports")

@@ -26,6 +26,9 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Zs", "Zl", "Zp"})
 
 # The one file layout (Spark, ``api.cli score``, the Predict page's download): the input columns, then these.
 OUTPUT_COLUMNS = ("label", "confidence", "p_positive", "model", "version", "reason")
+# The reason of a row whose fields cannot be trusted to sit in their columns (a CSV row with more or fewer fields
+# than its header or layout): its "text" may be another field, or a piece of the text, so it is flagged, never scored.
+MALFORMED = "malformed"
 
 Proba = Callable[[list[str]], np.ndarray]
 
@@ -117,7 +120,7 @@ class Scores:
 
 
 def score(texts: Sequence[object], predict_proba: Proba, *, max_chars: int, chunk_rows: int = 256,
-          on_chunk: Callable[[int, int], None] | None = None) -> Scores:
+          on_chunk: Callable[[int, int], None] | None = None, malformed: Sequence[bool] | None = None) -> Scores:
     """Check every text, score those that pass in chunks of ``chunk_rows``, and label them.
 
     Rows that fail :func:`check_text` are kept with their ``reason``; they never fail the call.
@@ -128,10 +131,13 @@ def score(texts: Sequence[object], predict_proba: Proba, *, max_chars: int, chun
         max_chars: longest text scored (``MAX_TEXT_CHARS``).
         chunk_rows: most texts in one model call (the classical exports densify TF-IDF: 256 rows is ~200 MB).
         on_chunk: called after each chunk with (texts scored so far, texts to score).
+        malformed: True for the rows the reader could not split into their columns: they get the reason
+            :data:`MALFORMED` whatever their text, and never reach the model.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    reasons = [check_text(text, max_chars) for text in texts]
+    flags = malformed if malformed is not None else [False] * len(texts)
+    reasons = [MALFORMED if flag else check_text(text, max_chars) for text, flag in zip(texts, flags, strict=True)]
     keep = [i for i, reason in enumerate(reasons) if reason is None]
     proba = np.full((len(texts), 2), math.nan)
     for start in range(0, len(keep), chunk_rows):

@@ -80,6 +80,11 @@ class EngineSettings(ProjectSettings):
         default=(), description="Comma-separated model names to load; empty loads every export found."
     )
     onnx_threads: int = Field(default=2, ge=1, le=64, description="ONNX Runtime intra-op threads per transformer.")
+    web_concurrency: int = Field(
+        default=1, ge=1, le=64,
+        description="Worker processes of the server (uvicorn's variable, which python -m api.serve fills in from the "
+        "CPUs): each process runs at most CPUs ÷ (workers × ONNX_THREADS) model calls at once.",
+    )
     model_workers: int = Field(
         default=1, ge=1, le=16,
         description="Model calls that may run at once per model, each in its own thread (ONNX_THREADS each).",

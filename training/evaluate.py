@@ -1,6 +1,10 @@
 """One evaluation for every model: quality metrics, calibration and measured CPU latency.
 
-Command line: score an export folder or an MLflow model URI on a labelled file and print JSON::
+Every model is scored on the out-of-domain sets of ``OUT_OF_DOMAIN_DIR`` beside its own evaluation sets
+(:func:`out_of_domain_files`): Sentiment140's emoticon labels say little about the recent tweets users send.
+
+Command line: score an export folder or an MLflow model URI on a labelled file (and on the out-of-domain sets
+present) and print JSON::
 
     python -m training.evaluate --model exports/minilm --data ../shared/data/sentiment140/validation_random_4683.csv
 """
@@ -127,6 +131,39 @@ def evaluate(model: ProbabilisticModel, data: Dataset, *, latency: bool = True,
     return metrics, artifacts
 
 
+def evaluate_sets(model: ProbabilisticModel, sets: dict[str, Dataset],
+                  latency_set: str = config.VALIDATION_RANDOM_SET) -> dict[str, tuple[dict[str, float], dict[str, Any], Dataset]]:
+    """:func:`evaluate` on each set: set name → ``(metrics, artifacts, data)``, what ``log_model_run`` takes.
+
+    Latency is measured once, on ``latency_set``: it belongs to the model, not to the data.
+    """
+    return {name: (*evaluate(model, data, latency=name == latency_set), data) for name, data in sets.items()}
+
+
+def out_of_domain_files() -> dict[str, Path]:
+    """Set name → file of each out-of-domain set present in ``OUT_OF_DOMAIN_DIR``.
+
+    An absent folder is one log line and no set (a machine without the shared data still trains and evaluates);
+    a folder that lacks one of the files names it in a warning.
+    """
+    folder = config.out_of_domain_dir()
+    if not folder.is_dir():
+        logger.info("no out-of-domain folder at %s (OUT_OF_DOMAIN_DIR): out-of-domain sets not scored", folder)
+        return {}
+    found = {}
+    for file, name in config.OUT_OF_DOMAIN_SETS.items():
+        if (folder / file).exists():
+            found[name] = folder / file
+        else:
+            logger.warning("%s is missing: %s not scored (set OUT_OF_DOMAIN_DIR)", folder / file, name)
+    return found
+
+
+def out_of_domain_sets() -> dict[str, Dataset]:
+    """The out-of-domain sets present (:func:`out_of_domain_files`), loaded."""
+    return {name: load(path) for name, path in out_of_domain_files().items()}
+
+
 def load_model(uri: str) -> ProbabilisticModel:
     """An export folder or an MLflow model URI (``models:/name@alias``, ``runs:/id/model``)."""
     if Path(uri).is_dir():
@@ -147,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=None,
                         help=f"labelled file or folder (default: {config.VALIDATION_RANDOM_FILE} in SENTIMENT140_DIR)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    parser.add_argument("--no-out-of-domain", action="store_true",
+                        help="score --data only, not the out-of-domain sets of OUT_OF_DOMAIN_DIR")
     parser.add_argument("--log-to-mlflow", action="store_true", help="log the metrics to a new MLflow run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -154,15 +193,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         data = load(data_path)
         model = load_model(args.model)
+        ood = {} if args.no_out_of_domain else out_of_domain_sets()
     except Exception as error:  # noqa: BLE001 - any load failure is reported as one clear line
         raise SystemExit(f"error: {error}") from error
     metrics, artifacts = evaluate(model, data, latency=not args.no_latency)
+    scored = {name: evaluate(model, dataset, latency=False) for name, dataset in ood.items()}
     report = {"model": args.model, "data": str(data_path), "rows": len(data), "counts": data.counts,
-              "metrics": metrics, "confusion_matrix": artifacts["confusion_matrix"]}
+              "metrics": metrics, "confusion_matrix": artifacts["confusion_matrix"],
+              "out_of_domain": {name: {"rows": len(ood[name]), "metrics": m, "confusion_matrix": a["confusion_matrix"]}
+                                for name, (m, a) in scored.items()}}
     if args.log_to_mlflow:
         from training.tracking import log_evaluation
 
-        report["mlflow_run_id"] = log_evaluation(args.model, data_path, metrics, artifacts)
+        report["mlflow_run_id"] = log_evaluation(args.model, data_path, metrics, artifacts, others=scored)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

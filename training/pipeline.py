@@ -9,8 +9,9 @@ A transformer whose training stops at its time budget leaves a checkpoint and ex
 command continues it (the pipeline always resumes).
 
 Each model is scored by ``training.evaluate.evaluate`` through its ONNX bundle (what is served) on the
-internal test split, the validation split and ``validation_random_4683.csv``. ``make export`` then copies
-the registered bundles to ``exports/``.
+internal test split, the validation split, ``validation_random_4683.csv`` and the out-of-domain sets of
+``OUT_OF_DOMAIN_DIR`` that are present (none, with one log line, when the folder is absent). ``make export``
+then copies the registered bundles to ``exports/``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sentiment.predictor import load_predictor
 from training import config, register
 from training.bundle import classical_bundle, max_abs_diff, transformer_bundle
 from training.data import Dataset, Splits, load, load_splits, sample
-from training.evaluate import evaluate
+from training.evaluate import evaluate, evaluate_sets, out_of_domain_files
 from training.quantize import calibration_sample
 from training.tracking import file_hashes, log_model_run
 
@@ -42,18 +43,12 @@ QUICK_LIMITS = {"minilm": 1_500, "mpnet": 320}
 PARITY_SAMPLE = 512
 
 
-def _evaluations(model, sets: dict[str, Dataset]) -> dict:
-    # Latency is measured once, on validation_random: it does not depend on the set.
-    return {name: (*evaluate(model, data, latency=name == config.VALIDATION_RANDOM_SET), data)
-            for name, data in sets.items()}
-
-
 def run_vader(sets: dict[str, Dataset], hashes: dict[str, str]) -> None:
     from training.train_lexicon import VaderModel
 
     log_model_run(name="vader", family="lexicon", params={"lexicon": "vaderSentiment 3.3.2",
                                                           "mapping": "p_positive = (compound + 1) / 2"},
-                  evaluations=_evaluations(VaderModel(), sets), data_hashes=hashes)
+                  evaluations=evaluate_sets(VaderModel(), sets), data_hashes=hashes)
 
 
 def run_classical(name: str, splits: Splits, sets: dict[str, Dataset], hashes: dict[str, str], work: Path) -> None:
@@ -69,7 +64,7 @@ def run_classical(name: str, splits: Splits, sets: dict[str, Dataset], hashes: d
     logger.info("%s: ONNX vs scikit-learn max |Δp| = %.2e", name, parity)
     log_model_run(name=name, family="classical",
                   params={**result.params, "train_rows": len(splits.train), "search": result.search},
-                  evaluations=_evaluations(served, sets), data_hashes=hashes, bundle=bundle,
+                  evaluations=evaluate_sets(served, sets), data_hashes=hashes, bundle=bundle,
                   extra_metrics={"parity_max_abs_diff": parity, "fit_seconds": result.fit_seconds})
 
 
@@ -139,7 +134,7 @@ def evaluate_transformer(name: str, display_name: str, run_dir: Path, sets: dict
     probe = validation_random.texts[:PARITY_SAMPLE]
     parity = max_abs_diff(fp32.predict_proba(probe), tt.TorchClassifier.from_path(model_dir).predict_proba(probe))
     fp32_metrics, _ = evaluate(fp32, validation_random, latency=True)
-    evaluations = _evaluations(served, sets)
+    evaluations = evaluate_sets(served, sets)
     int8_drop = fp32_metrics["accuracy"] - evaluations[config.VALIDATION_RANDOM_SET][0]["accuracy"]
     logger.info("%s: ONNX fp32 vs torch max |Δp| = %.2e; int8 accuracy drop %.4f", name, parity, int8_drop)
     params = {**{k: v for k, v in summary["config"].items() if k != "output_dir"}, "train_rows": summary["train_rows"],
@@ -223,9 +218,10 @@ def main(argv: list[str] | None = None) -> None:
         validation_random = sample(validation_random, 1_000)
         for family in TRANSFORMER_FAMILIES:
             setattr(args, f"{family}_limit", getattr(args, f"{family}_limit") or QUICK_LIMITS[family])
+    out_of_domain = out_of_domain_files()
     sets = {config.TEST_SET: splits.test, "validation": splits.validation,
-            config.VALIDATION_RANDOM_SET: validation_random}
-    hashes = file_hashes([data_path, random_path])
+            config.VALIDATION_RANDOM_SET: validation_random} | {n: load(p) for n, p in out_of_domain.items()}
+    hashes = file_hashes([data_path, random_path, *out_of_domain.values()])
     for name in models:
         logger.info("=== %s ===", name)
         if name == "vader":

@@ -2,6 +2,7 @@
 
     python -m training.quantize exports/minilm exports/mpnet            # make quantize
     python -m training.quantize --fp32-only exports/minilm exports/mpnet  # make fp32: the git-ignored graphs only
+    python -m training.quantize --unsigned-weights-only exports/mpnet     # weights as uint8, calibration kept
 
 Dynamic int8 (``quantize_dynamic``) computes each activation's scale over the whole input tensor at run time:
 a tweet shared it with the other tweets of its length in a micro-batch, and its label could change with them.
@@ -294,6 +295,47 @@ def static_int8(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) 
     return out
 
 
+# x86 CPUs without VNNI (AVX2 only: AMD Zen 3, Intel before Cascade Lake) multiply uint8 activations by int8
+# weights with VPMADDUBSW, which adds two products into a saturating int16: 255 × 127 × 2 overflows it, and mpnet's
+# static int8 answered at chance there (decision 0007). ONNX Runtime runs uint8 × uint8 with no such sum, and the
+# same integers shifted by 128 (zero point 128) give the same products: the same answers on every CPU.
+UNSIGNED_ZERO_POINT = 128
+WEIGHTS_ENTRY = "uint8, zero point 128"
+
+
+def _integer_weights(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int, int]]:
+    """(node, weight input, weight zero-point input) of every integer matrix product."""
+    positions = {"MatMulInteger": (1, 3), "QAttention": (1, 7)}
+    return [(node, *positions[node.op_type]) for node in model.graph.node if node.op_type in positions]
+
+
+def unsigned_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the int8 weights of its integer matrix products stored as uint8 (``q + 128``, zero point + 128).
+
+    Dequantised, every weight is the same number, so :func:`fp32_from_int8` gives the same graph. Weights already
+    unsigned are left as they are. The embedding tables (looked up, never multiplied) stay int8.
+    """
+    out = copy.deepcopy(model)
+    inits = {t.name: t for t in out.graph.initializer}
+    for node, w_at, z_at in _integer_weights(out):
+        weight = node.input[w_at]
+        if weight not in inits:
+            raise QuantizeError(f"{node.name}: its weight {weight!r} is not an initializer")
+        while len(node.input) <= z_at:
+            node.input.append("")
+        zero_point = node.input[z_at]
+        if not zero_point:  # an absent zero point is 0
+            zero_point = node.input[z_at] = weight + "_zero_point_unsigned"
+            inits[zero_point] = numpy_helper.from_array(np.array(0, np.int8), zero_point)
+            out.graph.initializer.append(inits[zero_point])
+        for name in (weight, zero_point):
+            if inits[name].data_type == onnx.TensorProto.UINT8:  # already shifted (here, or by an earlier run)
+                continue
+            shifted = (numpy_helper.to_array(inits[name]).astype(np.int16) + UNSIGNED_ZERO_POINT).astype(np.uint8)
+            inits[name].CopyFrom(numpy_helper.from_array(shifted, name))
+    return out
+
+
 def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     """The dynamic graph a static one came from (for side-by-side measurements: ``benchmarks/quantization.py``)."""
     out = copy.deepcopy(model)
@@ -375,8 +417,8 @@ def calibrate_static(int8: onnx.ModelProto, fp32: onnx.ModelProto, encodings: Se
     """
     ranges, p_fp32 = activation_ranges(fp32, activation_inputs(int8), encodings, percentile=percentile)
     entry = {"activations": "static", "calibration_tweets": len(encodings), "calibration_seed": CALIBRATION_SEED,
-             "calibration_percentile": percentile, "calibration_source": "train split"}
-    return static_int8(int8, ranges), entry, p_fp32
+             "calibration_percentile": percentile, "calibration_source": "train split", "weights": WEIGHTS_ENTRY}
+    return unsigned_weights(static_int8(int8, ranges)), entry, p_fp32
 
 
 def quantize_export(folder: Path, texts: Sequence[str], *, percentile: float = CALIBRATION_PERCENTILE) -> dict[str, Any]:
@@ -395,7 +437,7 @@ def quantize_export(folder: Path, texts: Sequence[str], *, percentile: float = C
     fp32 = rebuild_fp32(folder)
     encodings = tokenize(folder / meta["tokenizer"], meta["max_length"], texts)
     static, entry, p_fp32 = calibrate_static(int8, fp32, encodings, percentile=percentile)
-    session = _session(int8)
+    session = _session(unsigned_weights(int8))  # signed weights can overflow on this CPU: see unsigned_weights
     inputs = {i.name for i in session.get_inputs()}
     p_int8 = np.array([softmax(session.run(["logits"], graph_feeds([e], inputs))[0])[0, 1] for e in encodings])
     agreement = float((positive_mask(p_fp32) == positive_mask(p_int8)).mean())
@@ -415,10 +457,26 @@ def quantize_export(folder: Path, texts: Sequence[str], *, percentile: float = C
     return entry
 
 
+def unsign_export(folder: Path) -> None:
+    """Store ``folder``'s int8 weights unsigned in place, keeping its calibrated activation constants."""
+    meta = read_metadata(folder)
+    int8_path = folder / meta["variants"]["int8"]
+    external = save_graph(unsigned_weights(onnx.load(str(int8_path))), int8_path,
+                          split=bool(meta.get("external_data", {}).get("int8")))
+    rebuild_fp32(folder)  # the same dequantised weights: its sha256 is the one recorded before, now re-recorded
+    meta["quantization"] = {**meta.get("quantization", {}), "weights": WEIGHTS_ENTRY}
+    meta["external_data"] = {**meta.get("external_data", {}), **({"int8": external} if external else {})}
+    meta.pop("files", None)
+    write_metadata(folder, meta)
+    logger.info("%s: int8 weights stored unsigned", folder.name)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="transformer export folders, e.g. exports/minilm")
     parser.add_argument("--fp32-only", action="store_true", help="only rebuild the git-ignored fp32 graphs")
+    parser.add_argument("--unsigned-weights-only", action="store_true",
+                        help="only store the int8 weights unsigned (exports quantised before that rule), then re-score")
     parser.add_argument("--calibration-tweets", type=int, default=CALIBRATION_TWEETS)
     parser.add_argument("--percentile", type=float, default=CALIBRATION_PERCENTILE)
     args = parser.parse_args(argv)
@@ -430,6 +488,11 @@ def main(argv: list[str] | None = None) -> None:
         for folder in args.folders:
             rebuild_fp32(folder)
             logger.info("%s: %s rebuilt from the int8 weights", folder, folder / FP32_FILE)
+        return
+    if args.unsigned_weights_only:
+        for folder in args.folders:
+            unsign_export(folder)
+            refresh_metrics(folder)
         return
     texts = calibration_texts(args.calibration_tweets)
     for folder in args.folders:

@@ -18,6 +18,8 @@ COLUMNS = [("validation_random_accuracy", "acc (random 4,683)", "{:.4f}"),
            ("validation_random_log_loss", "log loss", "{:.3f}"),
            ("validation_random_ece", "ECE", "{:.3f}"),
            ("test_accuracy", "acc (100k test split)", "{:.4f}"),
+           # Out of domain: recent human-labelled tweets (issue 19); "–" for a run never scored on them.
+           *((f"{name}_accuracy", f"acc ({name})", "{:.4f}") for name in config.OUT_OF_DOMAIN_SETS.values()),
            ("validation_random_latency_p50_ms", "p50 ms/tweet", "{:.2f}"),
            ("validation_random_latency_p95_ms", "p95 ms/tweet", "{:.2f}"),
            ("validation_random_throughput_batch32", "tweets/s (batch 32)", "{:,.0f}")]

@@ -13,7 +13,9 @@
    graph (``training.from_export``). Its Sentiment140 sample is sized to fit ``RETRAIN_TIME_BUDGET_MIN`` at the
    family's measured step time. TF-IDF families refit (seconds).
 3. Evaluation: the fixed sets as in ``make train`` (validation_random always whole) and the held-out slice,
-   which the champion in force is scored on too.
+   which the champion in force is scored on too. Feedback may hold the train fold of an out-of-domain set (a small
+   human-labelled stage, ``training.folds``): that set is then scored on its held-out fold only, and rows of a
+   held-out fold are never trained on.
 4. Gate (``training.gate``): the version is registered and measured against its own family (the best version of
    it ever served, and the one served now on the feedback slice); the decision is an MLflow tag and printed as
    JSON. When it passes, the export is published (``sentiment.publish``) and the registry's family alias moves; the
@@ -36,9 +38,9 @@ from mlflow.tracking import MlflowClient
 from sentiment import publish
 from sentiment.exports import ExportError, read_metadata
 from sentiment.predictor import load_predictor
-from training import config, pipeline
+from training import config, folds, pipeline
 from training.data import DataFormatError, Dataset, Splits, load, load_splits, sample
-from training.evaluate import evaluate
+from training.evaluate import evaluate, out_of_domain_sets
 from training.export import nested_metrics
 from training.feedback import Feedback, key, known_keys, oversampled, prepare, read_export, read_store
 from training.gate import Scored, decide
@@ -183,6 +185,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  settings.holdout_share)
     except (ExportError, FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error
+    # A model trained on part of an out-of-domain set is reported on its held-out fold only (training.folds).
+    out_of_domain = {} if args.tiny else out_of_domain_sets()
+    feedback, out_of_domain, trained_on = folds.guard(feedback, out_of_domain)
     if args.remove_feedback_from_train:
         before = len(splits.train)
         splits.train = _without(splits.train, {key(t) for t in feedback.train.texts + feedback.holdout.texts})
@@ -205,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                        len(train_split)))
     train_set = oversampled(train_split, feedback.train, settings.feedback_oversample)
     sets = {config.TEST_SET: splits.test, "validation": splits.validation,
-            config.VALIDATION_RANDOM_SET: validation_random, FEEDBACK_SET: feedback.holdout}
+            config.VALIDATION_RANDOM_SET: validation_random, FEEDBACK_SET: feedback.holdout, **out_of_domain}
     hashes = file_hashes(paths)
     run_splits = Splits(train_set, splits.validation, splits.test)
     if family in pipeline.TRANSFORMER_FAMILIES:
@@ -214,11 +219,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  _transformer_args(family, args, base, budget))
     else:
         pipeline.run_classical(family, run_splits, sets, hashes, work)
-    return _gate_and_publish(family, settings, manifest, exports_dir, feedback, work, start, len(train_split))
+    return _gate_and_publish(family, settings, manifest, exports_dir, feedback, work, start, len(train_split),
+                             out_of_domain, trained_on)
 
 
 def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: Any, exports_dir: Path,
-                      feedback: Feedback, work: Path, start: str, sentiment140_rows: int) -> dict[str, Any]:
+                      feedback: Feedback, work: Path, start: str, sentiment140_rows: int,
+                      out_of_domain: dict[str, Dataset] | None = None,
+                      trained_on: list[str] | None = None) -> dict[str, Any]:
     setup()
     client = MlflowClient()
     run = client.get_run(mlflow.last_active_run().info.run_id)
@@ -229,7 +237,9 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
     incumbent = family if family in manifest.models else manifest.champion
     champion_folder = exports_dir / manifest.models[incumbent].path
     champion_meta = read_metadata(champion_folder)
-    champion_slice = _accuracy(load_predictor(champion_folder), feedback.holdout)
+    served = load_predictor(champion_folder)
+    champion_slice = _accuracy(served, feedback.holdout)
+    champion_ood = {name: _accuracy(served, data) for name, data in (out_of_domain or {}).items()}
     candidate = Scored(family, version, metrics.get(f"{config.VALIDATION_RANDOM_SET}_accuracy"),
                        metrics.get(f"{FEEDBACK_SET}_accuracy"), run_id)
     champion = Scored(incumbent, str(champion_meta["version"]),
@@ -241,14 +251,17 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
         exports_dir, manifest), len(feedback.holdout), settings)
     report = {"family": family, "start": start, "feedback": {**feedback.counts, "dropped": feedback.dropped},
               "sentiment140_train_rows": sentiment140_rows, "oversample": settings.feedback_oversample,
-              "accuracy_before": _set_figures(champion_meta.get("metrics", {}), champion_slice),
-              "accuracy_after": _set_figures(nested_metrics(metrics), candidate.feedback_slice_accuracy),
-              "gate": decision.as_dict(), "published": None}
+              "accuracy_before": _set_figures(champion_meta.get("metrics", {}), champion_slice) | champion_ood,
+              "accuracy_after": _set_figures(nested_metrics(metrics), candidate.feedback_slice_accuracy)
+              | {name: metrics.get(f"{name}_accuracy") for name in champion_ood},
+              "trained_on_out_of_domain": trained_on or [], "gate": decision.as_dict(), "published": None}
     client.log_metric(run_id, f"champion_{FEEDBACK_SET}_accuracy", champion_slice)
     client.set_tag(run_id, "run_kind", "retrain")
     client.set_tag(run_id, "gate_decision", decision.decision)
     client.set_tag(run_id, "gate", json.dumps(decision.as_dict(), sort_keys=True))
     client.set_tag(run_id, "retrain_feedback", json.dumps(report["feedback"], sort_keys=True))
+    if trained_on:  # its figures on those sets are their held-out folds' (training.folds)
+        client.set_tag(run_id, "trained_on_out_of_domain", ", ".join(f"{n} (train fold)" for n in trained_on))
     client.set_model_version_tag(config.REGISTERED_MODEL, version, "gate_decision", decision.decision)
     if decision.promoted:
         model_dir = work / family / "model"
@@ -262,6 +275,7 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
                           "aliases": [family, *([config.CHAMPION_ALIAS] if becomes_champion else [])],
                           "mlflow": {"run_id": run_id, "registered_model": config.REGISTERED_MODEL,
                                      "model_version": version, "experiment": config.EXPERIMENT_NAME},
+                          **({"trained_on_out_of_domain": trained_on} if trained_on else {}),
                           **({"weights_dir": str(model_dir.resolve())} if model_dir.is_dir() else {})})
         except ExportError as error:
             raise SystemExit(f"error: version {version} passed the gate but was not published ({error}); "
@@ -270,7 +284,8 @@ def _gate_and_publish(family: str, settings: config.RetrainSettings, manifest: A
         if published.champion == family:
             set_champion(client, version, run_id)
         client.set_registered_model_alias(config.REGISTERED_MODEL, family, version)
-        report["published"] = {"champion": published.champion,
+        report["published"] = {"champion": published.champion, "version": published.models[family].version,
+                               "registry_version": version,
                                "models": {n: m.path for n, m in published.models.items()}}
     json.dump(report, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

@@ -12,12 +12,14 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric, RunTag
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # A made-up tweet: examples logged with models must not carry dataset rows.
 INPUT_EXAMPLE = pd.DataFrame({"text": ["Just landed and my bag made it too, what a great start to the trip!"]})
+# The chart artifacts of each evaluation set (eval/<set>/<name>.json); run records carry them too.
+EVAL_ARTIFACTS = ("confusion_matrix", "roc_curve", "classification_report")
 PYFUNC_REQUIREMENTS = ["onnxruntime==1.32.0", "tokenizers==0.23.3", "numpy==2.4.6", "pandas==3.1.1"]
 
 
@@ -75,7 +79,7 @@ def file_hashes(paths: Iterable[Path]) -> dict[str, str]:
 def _log_eval_artifacts(set_name: str, artifacts: dict[str, Any], data: Dataset, root: Path) -> None:
     folder = root / "eval" / set_name
     folder.mkdir(parents=True, exist_ok=True)
-    for key in ("confusion_matrix", "roc_curve", "classification_report"):
+    for key in EVAL_ARTIFACTS:
         (folder / f"{key}.json").write_text(json.dumps(artifacts[key]))
     # Tweet text stays in the (git-ignored) MLflow store only; exports never carry it.
     with (folder / "misclassified_sample.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -116,6 +120,8 @@ def log_model_run(*, name: str, family: str, params: dict[str, Any],
             metrics.update({f"{set_name}_{k}": v for k, v in set_metrics.items()})
             _log_eval_artifacts(set_name, artifacts, data, Path(tmp))
         mlflow.log_metrics(metrics)
+        logger.info("%s accuracy: %s", name, ", ".join(f"{set_name} {scores[0]['accuracy']:.4f}"
+                                                        for set_name, scores in evaluations.items()))
         for point in history or []:
             mlflow.log_metrics({"train_loss": point["loss"], "learning_rate": point["learning_rate"]},
                                step=int(point["step"]))
@@ -156,8 +162,13 @@ def _move_alias_if_better(alias: str, version: str, accuracy: float | None) -> N
     client.set_registered_model_alias(config.REGISTERED_MODEL, alias, version)
 
 
-def log_evaluation(model_uri: str, data_path: Path, metrics: dict[str, float], artifacts: dict[str, Any]) -> str:
-    """Log a stand-alone evaluation (from the ``evaluate`` command) as its own run."""
+def log_evaluation(model_uri: str, data_path: Path, metrics: dict[str, float], artifacts: dict[str, Any],
+                   others: dict[str, tuple[dict[str, float], dict[str, Any]]] | None = None) -> str:
+    """Log a stand-alone evaluation (from the ``evaluate`` command) as its own run.
+
+    ``metrics`` and ``artifacts`` are those of ``data_path`` (``eval_<metric>``); ``others`` maps further sets (the
+    out-of-domain ones) to theirs (``eval_<set>_<metric>``, ``eval/<set>/``).
+    """
     setup()
     with mlflow.start_run(run_name=f"evaluate {Path(model_uri).name}") as run:
         mlflow.set_tags({"run_kind": "evaluation", "model_uri": model_uri, "data": str(data_path),
@@ -165,7 +176,35 @@ def log_evaluation(model_uri: str, data_path: Path, metrics: dict[str, float], a
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items()})
         mlflow.log_dict(artifacts["confusion_matrix"], "eval/confusion_matrix.json")
         mlflow.log_dict(artifacts["roc_curve"], "eval/roc_curve.json")
+        for set_name, (set_metrics, set_artifacts) in (others or {}).items():
+            mlflow.log_metrics({f"eval_{set_name}_{k}": v for k, v in set_metrics.items()})
+            for key in ("confusion_matrix", "roc_curve"):
+                mlflow.log_dict(set_artifacts[key], f"eval/{set_name}/{key}.json")
         return run.info.run_id
+
+
+def add_to_run(run_id: str, metrics: dict[str, float], artifacts: dict[str, Any], tags: dict[str, str]) -> bool:
+    """Add metrics, JSON artifacts (path → content) and tags to a run of the configured store, if it has the run.
+
+    So that a later ``make export``, which rebuilds run records from the store, keeps what was added to a record.
+
+    Returns:
+        False when the store (or the run) is not here; an absent sqlite file is not created.
+    """
+    uri = config.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return False
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items()])
+    for path, content in artifacts.items():
+        client.log_dict(run_id, content, path)
+    return True
 
 
 class _PyfuncAdapter:

@@ -18,7 +18,9 @@ from api.deps import RegistryDep, SettingsDep
 from api.schemas import ErrorResponse, ReloadResult
 from api.security import KeyChecker
 from api.settings import Settings
+from sentiment.metrics import multiprocess_dir
 from sentiment.registry import NotReadyError
+from sentiment.reload import request_everywhere
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 _STATUS = {"refused": status.HTTP_409_CONFLICT, "not_ready": status.HTTP_503_SERVICE_UNAVAILABLE}
@@ -44,12 +46,14 @@ async def disabled() -> None:
 async def reload(registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
     """Check `EXPORTS_DIR` now (a change refused before is tried again) and swap in what changed.
 
-    Answers once the new models are loaded, verified, warmed up and serving; requests keep being answered
+    Answers once the new models are loaded, verified, warmed up and serving in the worker process that took the
+    request; the server's other workers follow within a fraction of a second. Requests keep being answered
     meanwhile, by the old models until the swap. During the first load it waits for it (`READY_TIMEOUT_S`);
     after a failed first load it tries again.
     """
     with contextlib.suppress(NotReadyError):
         await registry.wait_ready(settings.ready_timeout_s)
+    request_everywhere(multiprocess_dir())  # the other workers of this server check too
     # Shielded: a caller that hangs up does not throw away a load half done.
     report = await asyncio.shield(registry.reload(retry_refused=True))
     return JSONResponse(ReloadResult(**asdict(report)).model_dump(), status_code=_STATUS.get(report.outcome, 200))

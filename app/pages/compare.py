@@ -52,12 +52,19 @@ if shown.empty or not chosen_sets:
 tidy = runs.tidy_metrics(shown, sets=chosen_sets)
 if not tidy.empty:
     st.plotly_chart(charts.metrics_by_model(tidy, champion), key="metrics_chart")
+st.caption("Accuracy per evaluation set; out of domain (human-labelled recent tweets): "
+           + ", ".join(f"{name} ({what})" for name, what in runs.OUT_OF_DOMAIN_SETS.items())
+           + f". {runs.MISSING}: the run was not scored on that set.")
+st.dataframe(runs.styled(runs.accuracy_by_set(shown, chosen_sets)), hide_index=True, key="accuracy_by_set")
 
 focus = st.selectbox("Evaluation set for the trade-off, ROC curves and confusion matrices", chosen_sets,
                      key="tradeoff", bind="query-params")
 points = runs.tradeoff_points(shown, focus)
 if points[["accuracy", "latency_ms"]].notna().all(axis=1).any():
     st.plotly_chart(charts.accuracy_vs_latency(points, champion, focus, colors), key="tradeoff_chart")
+unscored = runs.unscored(shown, focus)
+if unscored:
+    st.caption(f"Not scored on {focus}, so not drawn: {', '.join(unscored)}.")
 
 curves, matrices = {}, {}
 for _, run in shown.iterrows():
@@ -85,8 +92,7 @@ for _, run in shown[shown["family"] == "transformer"].iterrows():
 st.subheader("Runs")
 table = runs.runs_table(all_runs, champion)
 table = table[table["family"].isin(chosen_families)]
-st.dataframe(table.style.apply(lambda row: ["background-color: #fff3b0" if row["champion"] else ""] * len(row),
-                               axis=1), hide_index=True)
+st.dataframe(runs.styled(table, highlight="champion"), hide_index=True)
 
 st.subheader("Feedback per model version")
 st.caption("Thumbs up and down from the product, after the maintainer's review; counts only, no tweet text.")

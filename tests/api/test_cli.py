@@ -66,12 +66,28 @@ def test_score_csv_without_header_by_index(predictors, tmp_path: Path) -> None:
                        + b'"4","2","date","NO_QUERY","user2","great crew"\n')
     counts = score_csv(predictors["tiny-lr"], source, target, text_column="5", header=False, encoding="latin-1",
                        progress=False)
-    assert counts == {"rows": 2, "scored": 2, "empty": 0}
+    assert counts == {"rows": 2, "scored": 2, "empty": 0, "malformed": 0}
     with target.open(newline="", encoding="utf-8") as handle:
         out = list(csv.reader(handle))
     assert out[0][:6] == [f"column_{i}" for i in range(6)]
     assert out[0][6:] == ["label", "confidence", "p_positive", "model", "version", "reason"]
     assert out[1][5] == "café was awful"
+
+
+def test_a_row_with_more_or_fewer_fields_than_the_header_is_flagged_not_scored(predictors, tmp_path: Path) -> None:
+    """An unquoted comma splits a tweet; a short row puts another field under "text": neither is scored."""
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text('id,text,lang\n1,great crew,en\n2,worst airline, lost my bag,en\n3,en\n'
+                      '4,"late, again",en\n', encoding="utf-8")
+    counts = score_csv(predictors["tiny-lr"], source, target, progress=False)
+    assert counts == {"rows": 4, "scored": 2, "empty": 0, "malformed": 2}
+    with target.open(newline="", encoding="utf-8") as handle:
+        out = list(csv.reader(handle))
+    assert all(len(row) == len(out[0]) for row in out)  # every row under the header's columns
+    by_id = {row[0]: dict(zip(out[0], row, strict=True)) for row in out[1:]}
+    assert by_id["2"]["reason"] == by_id["3"]["reason"] == "malformed"
+    assert by_id["2"]["label"] == by_id["3"]["label"] == ""
+    assert by_id["1"]["label"] and by_id["4"]["label"] and by_id["4"]["text"] == "late, again"
 
 
 def test_score_csv_missing_column(exports_dir: Path, tmp_path: Path) -> None:
@@ -86,7 +102,7 @@ def test_score_csv_reads_a_byte_order_mark_before_the_encoding_asked(predictors,
     source, target = tmp_path / "in.csv", tmp_path / "out.csv"
     source.write_bytes("text,id\ncafé was awful,1\ngreat crew,2\n".encode("utf-16"))
     counts = score_csv(predictors["tiny-lr"], source, target, encoding="latin-1", progress=False)
-    assert counts == {"rows": 2, "scored": 2, "empty": 0}
+    assert counts == {"rows": 2, "scored": 2, "empty": 0, "malformed": 0}
     with target.open(newline="", encoding="utf-8") as handle:
         out = list(csv.reader(handle))
     assert out[0][:2] == ["text", "id"] and [row[0] for row in out[1:]] == ["café was awful", "great crew"]

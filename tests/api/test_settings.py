@@ -45,3 +45,40 @@ def test_rejects_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: s
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.7", "api.example.org"])
+def test_no_key_on_a_public_address_refuses_to_start(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """The images listen on 0.0.0.0: with an empty API_KEYS they answered anyone; now they say what to set."""
+    monkeypatch.setenv("UVICORN_HOST", host)
+    with pytest.raises(ValidationError, match="API_KEYS.*ALLOW_ANONYMOUS_API"):
+        Settings()
+    monkeypatch.setenv("API_KEYS", "a-real-key-0123456789")
+    assert Settings().api_keys
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "localhost"])
+def test_loopback_may_stay_open_and_a_public_address_only_by_choice(monkeypatch: pytest.MonkeyPatch,
+                                                                    host: str) -> None:
+    monkeypatch.setenv("UVICORN_HOST", host)
+    assert Settings().api_keys == ()
+    monkeypatch.setenv("UVICORN_HOST", "0.0.0.0")
+    monkeypatch.setenv("ALLOW_ANONYMOUS_API", "true")
+    assert Settings().allow_anonymous_api
+
+
+def test_the_launcher_tells_the_settings_the_address_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import os
+
+    import api.serve
+
+    # Set first, so that monkeypatch puts back what the launcher writes (it writes os.environ, as uvicorn reads it).
+    monkeypatch.setenv("UVICORN_HOST", "127.0.0.1")
+    monkeypatch.setenv("ONNX_THREADS", "1")
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")
+    seen: dict[str, str] = {}
+    command = importlib.import_module("uvicorn.main").main  # the click command uvicorn's CLI runs
+    monkeypatch.setattr(command, "main", lambda **_: seen.update(host=os.environ["UVICORN_HOST"]))
+    api.serve.main(["--host", "0.0.0.0", "--port", "8000"])
+    assert seen == {"host": "0.0.0.0"}

@@ -190,6 +190,31 @@ def _wait_for_charts(page: Any, count: int = 1) -> None:
     page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(count - 1).wait_for(timeout=60_000)
 
 
+QUIET_MS = 600  # the script must stay finished this long: a click's rerun can take a moment to start
+
+SETTLED_JS = """(quietMs) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const done = app !== null && app.dataset.testConnectionState === 'CONNECTED'
+        && app.dataset.testScriptState === 'notRunning'
+        && document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]') === null;
+    const now = performance.now();
+    if (!done) { window.__settledSince = null; return false; }
+    if (window.__settledSince == null) window.__settledSince = now;
+    return now - window.__settledSince >= quietMs;
+}"""
+
+ALL_CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .every(chart => chart.querySelector('.js-plotly-plot .main-svg') !== null)"""
+
+
+def _wait_until_finished(page: Any, timeout_ms: int = 60_000) -> None:
+    """Until Streamlit has finished running the script (for QUIET_MS) and Plotly has drawn every chart it sent: a
+    chart count alone can be reached while the script is still adding charts above the ones counted."""
+    page.evaluate("window.__settledSince = null")
+    page.wait_for_function(SETTLED_JS, arg=QUIET_MS, polling=100, timeout=timeout_ms)
+    page.wait_for_function(ALL_CHARTS_DRAWN_JS, polling=100, timeout=timeout_ms)
+
+
 def _screenshot(page: Any, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to that block's height."""
     size = page.viewport_size
@@ -390,6 +415,7 @@ def test_every_page_url_opened_in_a_fresh_context_gets_the_products_shell(chromi
             page.goto(link)
             page.get_by_role("heading", name="Compare models").wait_for()
             _wait_for_charts(page, 3)
+            _wait_until_finished(page)
             data.append(_plot_data(page))
         finally:
             context.close()

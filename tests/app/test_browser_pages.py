@@ -26,7 +26,15 @@ import pytest
 
 from sentiment.feedback import FeedbackStore
 from tests.app.conftest import REPO
-from tests.app.test_browser import SECRET, TWEET, LiveServer, _serve, chromium  # noqa: F401 - chromium: fixture
+from tests.app.test_browser import (  # noqa: F401 - chromium: fixture
+    QUIET_MS,
+    SECRET,
+    SETTLED_JS,
+    TWEET,
+    LiveServer,
+    _serve,
+    chromium,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +45,6 @@ ARTIFACTS = REPO / "artifacts"
 RESULTS_MD = REPO / "results" / "accessibility.md"
 TIMEOUT_MS = 60_000
 MAX_HEIGHT = 8000  # px: the tallest window axe-core runs in
-QUIET_MS = 600  # the script must stay finished this long: a click's rerun can take a moment to start
 
 # Violations that come from Streamlit's own components, not from the project's markup: (rule, data-testid of the
 # component). Only these are let through by the page checks, and each has its own xfail test below that notices
@@ -53,16 +60,7 @@ UPSTREAM_REPORT = (
 
 _RESULTS: dict[str, dict[str, Any]] = {}
 
-SETTLED_JS = """(quietMs) => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    const done = app !== null && app.dataset.testConnectionState === 'CONNECTED'
-        && app.dataset.testScriptState === 'notRunning'
-        && document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]') === null;
-    const now = performance.now();
-    if (!done) { window.__settledSince = null; return false; }
-    if (window.__settledSince == null) window.__settledSince = now;
-    return now - window.__settledSince >= quietMs;
-}"""
+
 
 AXE_RUN_JS = """async ([context, options]) => {
     const result = await axe.run(context || document, options);

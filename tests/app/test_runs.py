@@ -139,3 +139,46 @@ def test_command_line_seeds_ahead_of_time(seeded: tuple[str, Path, list[str]]) -
     uri, runs_dir, _ = seeded
     assert runs.main(["--runs-dir", str(runs_dir), "--tracking-uri", uri]) == 0
     assert len(runs.search_runs(uri)) >= 3
+
+
+# -- issue 19: the out-of-domain sets ------------------------------------------------------------------------------
+def test_a_seeded_run_is_topped_up_with_what_its_record_gained(tmp_path: Path) -> None:
+    """Records of older runs gain measured out-of-domain figures; a store seeded before gets them, once."""
+    runs_dir, uri = tmp_path / "runs", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_run_records(runs_dir)
+    assert len(runs.seed_from_records(runs_dir, uri)) == 3
+    path = runs_dir / f"{'b' * 32}.json"
+    record = json.loads(path.read_text())
+    record["metrics"] |= {"airline_dev_accuracy": 0.79, "test_accuracy": 0.1}  # a changed value is not rewritten
+    record["tags"] |= {"evaluated_by.airline_dev": "a test", "model_family": "changed"}
+    record["artifacts"]["eval/airline_dev/roc_curve.json"] = {"fpr": [0, 1], "tpr": [0, 1], "auc": 0.5}
+    path.write_text(json.dumps(record))
+    assert runs.seed_from_records(runs_dir, uri) == []  # no new run
+    frame = runs.search_runs(uri)
+    assert len(frame) == 3
+    row = frame[frame["tags.model_name"] == "tiny-minilm"].iloc[0]
+    assert row["metrics.airline_dev_accuracy"] == pytest.approx(0.79)
+    assert row["metrics.test_accuracy"] == pytest.approx(0.86) and row["tags.model_family"] == "transformer"
+    assert row["tags.evaluated_by.airline_dev"] == "a test"
+    assert runs.load_artifact(uri, row["run_id"], "eval/airline_dev/roc_curve.json")["auc"] == 0.5
+    assert runs.load_artifact(uri, row["run_id"], "eval/test/confusion_matrix.json") is not None
+    assert frame[frame["tags.model_name"] != "tiny-minilm"]["metrics.airline_dev_accuracy"].isna().all()
+    assert runs.seed_from_records(runs_dir, uri) == []
+
+
+def test_accuracy_by_set_and_the_models_a_set_lacks() -> None:
+    latest = runs.latest_per_model(_frame().assign(**{"metrics.airline_dev_accuracy": [None, 0.74, 0.8, None]}))
+    table = runs.accuracy_by_set(latest, ["test", "airline_dev", "tweeteval_validation"])
+    assert list(table.columns) == ["model", "family", "test", "airline_dev", "tweeteval_validation"]
+    assert table["airline_dev"].tolist() == [0.74, 0.8] and table["tweeteval_validation"].isna().all()
+    assert runs.unscored(latest, "airline_dev") == [] and runs.unscored(latest, "validation") == ["lr"]
+    assert runs.unscored(latest, "tweeteval_validation") == ["lr", "minilm"]
+
+
+def test_the_runs_table_always_has_each_sets_accuracy_and_shows_a_missing_one_as_a_dash() -> None:
+    table = runs.runs_table(_frame(), champion="minilm")
+    accuracy = [c for c in table.columns if c.endswith("_accuracy")]
+    assert accuracy == [f"{s}_accuracy" for s in runs.EVAL_SETS]  # in the sets' order, present or not
+    html = runs.styled(table, highlight="champion").to_html()
+    assert runs.MISSING in html and "0.8600" in html and "#fff3b0" in html
+    assert table["airline_dev_accuracy"].isna().all()  # the data underneath stays numeric

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from batch import spark as batch_spark
-from batch.scoring import DEFAULT_CHUNK_ROWS, OUTPUT_COLUMNS, default_chunk_rows, score_texts
+from batch.scoring import DEFAULT_CHUNK_ROWS, MALFORMED, OUTPUT_COLUMNS, default_chunk_rows, score_texts
 from sentiment.exports import ExportError
 from sentiment.predictor import Predictor, load_predictor
 from sentiment.scoring import EMPTY, MISSING, TOO_LONG
@@ -56,6 +56,17 @@ def test_all_rows_bad_calls_no_model(tfidf_lr: Predictor) -> None:
     out = score_texts(pd.Series([None, ""]), recording, max_chars=1000)
     assert out["reason"].tolist() == [MISSING, EMPTY]
     assert sum(recording.calls) == 0
+
+
+def test_malformed_rows_are_flagged_whatever_their_text_and_never_reach_the_model(tfidf_lr: Predictor) -> None:
+    recording = RecordingPredictor(tfidf_lr)
+    texts = pd.Series(["I love this crew", "worst airline", None, "lost my bag, worst airline"], index=[5, 6, 7, 8])
+    malformed = pd.Series([False, True, True, False], index=texts.index)
+    out = score_texts(texts, recording, max_chars=1000, malformed=malformed)
+    assert out["reason"].tolist() == [None, MALFORMED, MALFORMED, None]
+    assert out["label"].tolist() == ["positive", None, None, "negative"]
+    assert out.loc[[6, 7], ["confidence", "p_positive"]].isna().all().all()
+    assert sum(recording.calls) == 2
 
 
 def test_a_worker_loads_its_predictor_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from pyspark.errors import PySparkException
 
 from api.main import create_app
+from batch.scoring import MALFORMED, OUTPUT_COLUMNS
 from batch.spark import choose_model, main, score, spark_session
 from sentiment.exports import ExportError
 from sentiment.scoring import EMPTY, MISSING, TOO_LONG
@@ -237,3 +238,35 @@ def test_odd_column_names_and_a_header_that_is_not_sentiment140(spark, tfidf_lr,
     headed.write_text("a,b,c,d,e,f\n1,2,3,4,5,great crew\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no column 'text'"):
         score(spark, str(headed), str(tmp_path / "never2"), tfidf_lr)
+
+
+def test_a_row_with_more_or_fewer_fields_than_its_layout_is_flagged_not_scored(spark, tfidf_lr,
+                                                                                tmp_path: Path) -> None:
+    """Audit: a row with extra fields was scored on its second field with no flag. Spark keeps as many fields as the
+    header has and drops the rest, so an unquoted comma cut the tweet; a row with a field too few moved the next
+    field into `text`. Such rows are flagged `malformed`, never scored; the others are, in both layouts."""
+    headed = tmp_path / "tweets.csv"
+    headed.write_text("id,text,lang\n"
+                      "1,lovely crew thanks,en\n"
+                      "2,worst airline, lost my bag,en\n"  # four fields: read as text "worst airline"
+                      "3,en\n"  # two fields: read as text "en"
+                      '4,"quoted, so fine: lost my bag, awful",en\n', encoding="utf-8")
+    summary = score(spark, str(headed), str(tmp_path / "out"), tfidf_lr)
+    assert summary == {"model": "tfidf-lr", "version": summary["version"], "rows": 4, "scored": 2, MALFORMED: 2}
+    out = read_scored(tmp_path / "out")
+    assert list(out.columns) == ["text", "lang", *OUTPUT_COLUMNS]  # the raw line is not written
+    assert out["reason"].fillna("-").tolist() == ["-", MALFORMED, MALFORMED, "-"]  # pandas reads a null as NaN
+    assert out["label"].fillna("-").tolist() == ["positive", "-", "-", "negative"]
+    assert out.loc[["2", "3"], ["confidence", "p_positive"]].isna().all().all()
+
+    raw = tmp_path / "raw.csv"  # Sentiment140's six header-less columns, recognised by themselves
+    raw.write_text('"0","1","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","ann","lost my bag, awful"\n'
+                   "0,2,Mon Apr 06 22:19:49 PDT 2009,NO_QUERY,bob,lost my bag, awful\n"  # seven: "lost my bag"
+                   '"4","3","Mon Apr 06 22:19:53 PDT 2009","NO_QUERY","loved the crème brûlée"\n',  # five
+                   encoding="latin-1")
+    summary = score(spark, str(raw), str(tmp_path / "out140"), tfidf_lr)
+    assert summary == {"model": "tfidf-lr", "version": summary["version"], "rows": 3, "scored": 1, MALFORMED: 2}
+    out = pd.read_parquet(tmp_path / "out140").sort_values("ids")
+    assert list(out.columns) == [*("target", "ids", "date", "flag", "user", "text"), *OUTPUT_COLUMNS]
+    assert out["reason"].fillna("-").tolist() == ["-", MALFORMED, MALFORMED]
+    assert out["label"].fillna("-").tolist() == ["negative", "-", "-"]

@@ -23,12 +23,15 @@ from benchmarks.run import (
     TARGETS,
     batch_windows,
     compute_ratios,
+    configurations,
     summarize,
+    summarize_configurations,
     to_markdown,
     write_bodies,
 )
 from benchmarks.servers import PROJECT_ROOT, CpuClock, cpu_shares
 from benchmarks.tweets import load_tweets, make_tweets
+from sentiment.budgets import available_cpus
 
 SAMPLES = Path(__file__).with_name("wrk_samples")
 
@@ -134,16 +137,34 @@ def _inprocess(best: float, p50: float) -> dict:
 def test_ratios_against_the_targets() -> None:
     inprocess = {"minilm": _inprocess(500.0, 2.0)}
     servers = [_server("service", "minilm", 450.0, 2.4), _server("seed", "", 50.0, 10.0),
-               _server("mlflow", "", 200.0, 3.0)]
+               _server("mlflow", "", 200.0, 3.0), _server("single", "minilm", 300.0, 3.0)]
     ratios = compute_ratios(inprocess, servers)
     assert list(ratios) == list(TARGETS)
     assert {k: (r["value"], r["met"]) for k, r in ratios.items()} == {
         "throughput_c16_vs_inprocess": (0.9, True), "p50_c1_vs_inprocess": (1.2, True),
-        "service_vs_seed_c16": (9.0, True), "service_vs_mlflow_c16": (2.25, None)}
+        "service_vs_seed_c16": (9.0, True), "service_vs_mlflow_c16": (2.25, None),
+        "service_vs_single_c16": (1.5, None), "single_p50_c1_vs_inprocess": (1.5, None)}
     servers[0] = _server("service", "minilm", 400.0, 2.6)
     worse = compute_ratios(inprocess, servers[:1])
-    assert [worse[k]["met"] for k in TARGETS] == [False, False, False, None]
+    assert [worse[k]["met"] for k in TARGETS] == [False, False, False, None, None, None]
     assert worse["service_vs_seed_c16"]["value"] is None  # no seed row: not met, never a division by zero
+
+
+def _configuration(processes: int, threads: int, rates: dict[str, float], p50: float | None) -> dict:
+    batch1 = {"p50_ms": p50, "p95_ms": p50, "p99_ms": p50} if p50 is not None else None
+    best = max(rates, key=lambda size: rates[size])
+    return {"processes": processes, "threads": threads, "model": "minilm", "version": "4", "variant": "int8",
+            "batch1": batch1, "rates": rates, "best_rate": rates[best], "best_batch_size": int(best),
+            "cpu_pct": {"child": 99.0, "others": 0.5}}
+
+
+def test_the_limit_is_the_fastest_configuration_and_the_lowest_single_caller_latency() -> None:
+    tried = [_configuration(1, 1, {"1": 480.0, "8": 470.0}, 2.1), _configuration(1, 2, {"1": 600.0, "8": 560.0}, 1.4),
+             _configuration(2, 1, {"1": 950.0, "8": 900.0}, None), _configuration(2, 2, {"1": 700.0, "8": 820.0}, None)]
+    limit = summarize_configurations(tried)
+    assert (limit["processes"], limit["threads"], limit["best_rate"], limit["best_batch_size"]) == (2, 1, 950.0, 1)
+    assert limit["batch1"]["p50_ms"] == 1.4 and limit["batch1_threads"] == 2
+    assert configurations(2) == [(1, 1), (1, 2), (2, 1), (2, 2)] and configurations(1) == [(1, 1)]
 
 
 def test_other_models_are_reported_not_judged() -> None:
@@ -169,7 +190,7 @@ def test_markdown_report() -> None:
     assert "| 0.90 | 450 / 500 | >= 0.85 | **met** |" in markdown
     assert "| 1.20 | 2.40 / 2.00 | <= 1.25 | **met** |" in markdown
     assert "| – | 450 / – | >= 8.0 | **not met** |" in markdown
-    assert "| minilm v4 | int8, 2 | 2.00 / 2.00 / 2.00 | 250, 500 | 500 (32) | 99.0 | 0.5 |" in markdown
+    assert "| minilm v4 (int8) | 1 x 2 (**limit**) | 2.00 / 2.00 / 2.00 | 250, 500 | 500 (32) | 99.0 | 0.5 |" in markdown
     assert "| 16 connections | 450 | 2.40 / 2.40 / 2.40 | 0 | 90.0 | 1.0 | 0.0 |" in markdown
     skipped = next(line for line in markdown.splitlines() if "skipped: boom" in line)
     header = next(line for line in markdown.splitlines() if line.startswith("| server |"))
@@ -189,5 +210,6 @@ def test_quick_benchmark_end_to_end(tmp_path: Path) -> None:
     assert set(report["ratios"]) == set(TARGETS)
     for key, ratio in report["ratios"].items():
         assert isinstance(ratio["value"], float) and ratio["value"] > 0, key
-    assert {row["slug"] for row in report["servers"]} == {"service", "seed", "mlflow"}
+    assert {row["slug"] for row in report["servers"]} == {"service", "single", "seed", "mlflow"}
+    assert len(report["inprocess"]["minilm"]["configurations"]) == len(configurations(available_cpus()))
     assert "## Targets" in (tmp_path / "bench.md").read_text(encoding="utf-8")

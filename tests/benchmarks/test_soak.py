@@ -58,6 +58,10 @@ def passing_report() -> dict[str, Any]:
         "metrics": {"after_warmup": _metrics(10, 10), "end": _metrics(15, 15), "new_series": [],
                     "new_series_count": 0, "unexpected_series": [], "unexpected_series_count": 0},
         "rss_mb": {"after_warmup": 300.0, "end": 310.0}, "alive_at_end": True,
+        "worker_kill": {"workers": [11, 12], "killed": 11, "replaced_s": 2.5, "wrk": {"ok": 900, "errors": {"read": 4}},
+                        "probe_statuses": {"200": 40}, "series_before": 120, "series_after": 120,
+                        "series_gained": [], "series_lost": [], "http_counters_before": 5000.0,
+                        "http_counters_after": 5900.0},
     }
     feedback = {"kills": QUICK.kills, "restarts": QUICK.kills, "resubmitted": 4, "drain_s": 1.0,
                 "rows": {"verdicts": 60, "rows": 60, "problems": 0, "problem_examples": [], "undelivered": 0,
@@ -79,7 +83,7 @@ def _failed(report: dict[str, Any]) -> list[str]:
 def test_a_run_meeting_every_condition_passes() -> None:
     checks = evaluate(passing_report(), QUICK)
     assert [c["check"] for c in checks if not c["passed"]] == []
-    assert len(checks) == 18
+    assert len(checks) == 21
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -114,6 +118,13 @@ FAILURES = [
     ("a category missing from the warm-up", "api.warmup.coverage.abandoned.sent", 0, "mixed requests"),
     ("fewer requests than planned", "api.main.requests", QUICK.target_requests - 1, "mixed requests"),
     ("server gone at the end", "api.alive_at_end", False, "alive"),
+    ("one worker only: nothing killed", "api.worker_kill", {"skipped": "1 worker process(es)"}, "SIGKILL of one"),
+    ("a request failed after the kill", "api.worker_kill.probe_statuses", {"200": 39, "None": 1}, "after a worker"),
+    ("a 503 without Retry-After after the kill", "api.worker_kill.probe_statuses", {"200": 39, "-503": 1},
+     "after a worker"),
+    ("the killed worker never replaced", "api.worker_kill.replaced_s", None, "replaced"),
+    ("a series lost with the worker", "api.worker_kill.series_lost", ['models_ready{}'], "across the kill"),
+    ("counters went back", "api.worker_kill.http_counters_after", 4000.0, "across the kill"),
     ("the API soak crashed", "api", {"error": "RuntimeError: boom"}, "api: soak ran"),
     ("a verdict twice or lost", "feedback.rows.problems", 1, "exactly once"),
     ("a sent row never accepted", "feedback.endpoint.sent_not_accepted", 1, "were accepted"),

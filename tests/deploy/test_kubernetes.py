@@ -107,8 +107,9 @@ def test_the_api_probes_scales_and_keeps_one_pod() -> None:
     pdb = found[("PodDisruptionBudget", "tweet-sentiment-api")]
     assert pdb["spec"]["selector"] == found[("Deployment", "tweet-sentiment-api")]["spec"]["selector"]
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
-    threads = int(found[("ConfigMap", "tweet-sentiment-api")]["data"]["ONNX_THREADS"])
-    assert threads == int(main["resources"]["limits"]["cpu"])
+    config = found[("ConfigMap", "tweet-sentiment-api")]["data"]
+    # One worker per core, one ONNX thread each: workers x threads = the CPU limit, never more.
+    assert int(config["WEB_CONCURRENCY"]) * int(config["ONNX_THREADS"]) == int(main["resources"]["limits"]["cpu"])
 
 
 def test_the_product_is_one_pod_on_its_volume() -> None:

@@ -15,12 +15,13 @@ import onnx
 import pytest
 
 from sentiment.exports import FP32_FILE, METADATA_FILE, ExportError, sha256_file
-from sentiment.manifest import ManifestError, ModelEntry, read_manifest
+from sentiment.manifest import Manifest, ManifestError, ModelEntry, read_manifest
 from sentiment.predictor import load_predictor
 from sentiment.publish import (
     adopt,
     best_champion_accuracy,
     main,
+    new_version,
     publish_state,
     publish_version,
     rollback,
@@ -238,9 +239,37 @@ def test_publish_version_publishes_the_champion_without_its_fp32_graph(tmp_path:
     assert load_predictor(folder).version == "8"
     assert best_champion_accuracy(exports, published) == 0.95
 
-    with pytest.raises(ManifestError, match="served already"):  # a registry version is published once
+    with pytest.raises(ManifestError, match="published already"):  # a run is published once
         publish_version(exports, bundle, name="tiny-lr", version="8", run_id="run-8", metadata={})
     assert read_manifest(exports) == published
+
+
+def test_a_version_trained_here_is_never_numbered_below_one_served_before(tmp_path: Path) -> None:
+    """A fresh clone's registry counts from 1: its retraining of version 4 was published as @1 (decision 0011)."""
+    exports = tmp_path / "exports"
+    adopt(exports, _trained_bundle(tmp_path / "v4"), "4", champion=True)
+    adopt(exports, _trained_bundle(tmp_path / "v2"), "2", champion=True)  # a rollback to an older registry version
+
+    published = publish_version(exports, _trained_bundle(tmp_path / "fresh"), name="tiny-lr", version="1",
+                                run_id="run-fresh", metadata={"mlflow": {"model_version": "1"}})
+
+    assert dict(published.models) == {"tiny-lr": ModelEntry("tiny-lr@5", "5")}
+    meta = json.loads((exports / "tiny-lr@5" / METADATA_FILE).read_text())
+    assert meta["version"] == "5" and meta["mlflow"] == {"model_version": "1"}  # the registry's number stays
+    assert load_predictor(exports / "tiny-lr@5").version == "5"
+    # A registry version above every one served keeps its number.
+    later = publish_version(exports, _trained_bundle(tmp_path / "v9"), name="tiny-lr", version="9", run_id="run-9",
+                            metadata={})
+    assert later.models["tiny-lr"] == ModelEntry("tiny-lr@9", "9")
+
+
+def test_new_version_counts_only_the_model_s_own_versions() -> None:
+    history = ({"models": {"minilm": {"path": "minilm", "version": "4"}, "mpnet": {"path": "mpnet", "version": "7"}}},)
+    manifest = Manifest("mpnet", {"mpnet": ModelEntry("mpnet", "7")}, "2026-12-05T00:00:00Z", history)
+    assert new_version(manifest, "minilm", "1") == "5"
+    assert new_version(manifest, "minilm", "6") == "6"
+    assert new_version(manifest, "tfidf-lr", "1") == "1"
+    assert new_version(None, "minilm", "1") == "1"
 
 
 def test_publish_version_refuses_what_the_service_could_not_load(tmp_path: Path) -> None:

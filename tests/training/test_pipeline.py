@@ -14,6 +14,7 @@ import pytest
 from sentiment.exports import read_metadata
 from sentiment.predictor import discover, load_predictor
 from tests.training.conftest import synthetic_tweets, write_kaggle_csv
+from tests.training.test_evaluate import write_out_of_domain
 from training import config, export, pipeline
 
 pytestmark = pytest.mark.slow
@@ -25,6 +26,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     patch.setenv("HF_HUB_OFFLINE", "1")
+    # Made-up out-of-domain sets (the real ones stay in ../shared): every model is scored on them too.
+    patch.setenv("OUT_OF_DOMAIN_DIR", str(write_out_of_domain(root / "out_of_domain")))
     rows = synthetic_tweets(400)
     data = write_kaggle_csv(root / "train.csv", rows)
     held_out = write_kaggle_csv(root / "validation_random.csv", synthetic_tweets(120, seed=7))
@@ -40,7 +43,8 @@ def test_runs_are_logged_registered_and_champion_is_set(trained: dict) -> None:
     assert set(runs["tags.model_name"]) == {"vader", "tfidf-lr", "minilm"}
     for column in ("metrics.test_accuracy", "metrics.validation_random_accuracy", "metrics.validation_random_ece",
                    "metrics.validation_random_latency_p50_ms", "metrics.validation_random_throughput_batch32",
-                   "tags.git_commit", "tags.preprocessing_version", "tags.data_sha256.train.csv"):
+                   "metrics.tweeteval_validation_accuracy", "metrics.airline_dev_f1_macro",
+                   "tags.data_sha256.airline_dev_2000.csv", "tags.git_commit", "tags.preprocessing_version", "tags.data_sha256.train.csv"):
         assert runs[column].notna().all(), column
     client = mlflow.MlflowClient()
     aliases = client.get_registered_model(config.REGISTERED_MODEL).aliases
@@ -74,7 +78,9 @@ def test_run_records_hold_charts_but_no_tweet_text(trained: dict) -> None:
     assert not any(tweet in text for tweet in trained["texts"])
     record = json.loads(records[0].read_text())
     assert "eval/validation_random/roc_curve.json" in record["artifacts"]
-    assert "validation_random_accuracy" in record["metrics"]
+    assert "eval/airline_dev/roc_curve.json" in record["artifacts"]
+    assert {"validation_random_accuracy", "tweeteval_validation_accuracy", "airline_dev_accuracy"} <= set(
+        record["metrics"])
 
 
 def test_export_keeps_files_unless_the_model_improves(trained: dict) -> None:

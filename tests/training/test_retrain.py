@@ -19,6 +19,7 @@ from sentiment.feedback import FeedbackStore
 from sentiment.manifest import read_manifest
 from sentiment.predictor import load_predictor
 from tests.training.conftest import FILLER, NEGATIVE, POSITIVE, synthetic_tweets, write_kaggle_csv
+from tests.training.test_evaluate import write_out_of_domain
 from training import config, export, pipeline, publish, retrain
 from training.config import RetrainSettings
 from training.feedback import FeedbackRow, in_holdout, prepare, read_export, read_store
@@ -148,6 +149,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("retrain")
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    patch.setenv("OUT_OF_DOMAIN_DIR", str(write_out_of_domain(root / "out_of_domain")))
     for variable in ("RETRAIN_FEEDBACK_OVERSAMPLE", "GATE_MIN_FEEDBACK_GAIN", "GATE_MAX_VALIDATION_RANDOM_DROP"):
         patch.delenv(variable, raising=False)
     data = write_kaggle_csv(root / "train.csv", synthetic_tweets(600))
@@ -207,6 +209,8 @@ def test_promotion_publishes_a_manifest_and_rollback_restores_the_previous_entry
     assert printed["gate"]["decision"] == "promoted" == report["gate"]["decision"]
     assert report["feedback"]["used"] == 300 and report["feedback"]["held_out"] > 20
     assert report["accuracy_after"]["feedback_holdout"] > report["accuracy_before"]["feedback_holdout"] + 0.1
+    for name in config.OUT_OF_DOMAIN_SETS.values():  # before (the served model, scored now) and after, both
+        assert 0 <= report["accuracy_before"][name] <= 1 and 0 <= report["accuracy_after"][name] <= 1
     version = report["gate"]["candidate"]["version"]
     manifest = read_manifest(world["exports"])
     assert manifest.champion == "tfidf-lr" and manifest.models["tfidf-lr"].path == f"tfidf-lr@{version}"
@@ -282,3 +286,40 @@ def test_an_anonymous_flood_of_thumbs_up_cannot_steer_a_retraining(world: dict, 
     assert rows == [] and dropped == {"unreviewed_thumbs_up": 300}
     with pytest.raises(SystemExit, match="not enough usable feedback"):
         _retrain(world, tmp_path / "flood.db")
+
+
+def test_a_human_labelled_stage_trains_on_a_train_fold_and_is_reported_on_the_held_out_fold(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An airline's labelled tweets as feedback: the set they come from is then scored on its held-out fold only,
+    and a row of that fold that slipped into the file is dropped, never trained on."""
+    from training import folds
+    from training.evaluate import out_of_domain_sets
+    from training.evaluate_ood import main as evaluate_ood
+
+    ood = write_out_of_domain(tmp_path / "ood")
+    (ood / "airline_dev_2000.csv").write_text("text,label\n" + "".join(
+        f'"{text}",{int(label == "positive")}\n' for text, label in slang_tweets(300, seed=11)), encoding="utf-8")
+    monkeypatch.setenv("OUT_OF_DOMAIN_DIR", str(ood))
+    monkeypatch.setenv("GATE_MIN_FEEDBACK_GAIN", "1.0")  # measured, never published: the other tests' exports stay
+    labelled = tmp_path / "folds.csv"
+    evaluate_ood(["--write-train-folds", str(labelled)])
+    airline = out_of_domain_sets()["airline_dev"]
+    train_fold, heldout_fold = folds.split(airline)
+    with labelled.open("a", encoding="utf-8") as out:
+        out.write(f'"{heldout_fold.texts[0]}",{heldout_fold.labels[0]}\n')
+
+    report = retrain.main(["--family", "tfidf-lr", "--feedback-csv", str(labelled), "--data", str(world["data"]),
+                           "--validation-random", str(world["honest"]), "--exports-dir", str(world["exports"]),
+                           "--work-dir", str(tmp_path / "work"), "--threads", "1"])
+
+    assert sorted(report["trained_on_out_of_domain"]) == ["airline_dev", "tweeteval_validation"]
+    assert report["feedback"]["dropped"][folds.DROP_REASON] == 1
+    assert report["feedback"]["from_out_of_domain_train_folds"] == report["feedback"]["used"]
+    for figures in (report["accuracy_before"], report["accuracy_after"]):
+        assert "airline_dev" not in figures and 0 <= figures["airline_dev_heldout"] <= 1
+    run = mlflow.MlflowClient().get_run(report["gate"]["candidate"]["run_id"])
+    assert sorted(run.data.tags["trained_on_out_of_domain"].split(", ")) == [
+        "airline_dev (train fold)", "tweeteval_validation (train fold)"]
+    assert run.data.metrics["airline_dev_heldout_accuracy"] == report["accuracy_after"]["airline_dev_heldout"]
+    assert "airline_dev_accuracy" not in run.data.metrics
+    assert report["published"] is None and len(heldout_fold) > 100 and len(train_fold) > 100
