@@ -1,12 +1,14 @@
 """Distil a stronger model (the teacher's ONNX export) into MiniLM-L6, and keep the student only if it earns it.
 
-    python -m training.distill --teacher exports/mpnet [--limit 40000] [--time-budget-min 150]
+    python -m training.distill --teacher exports/mpnet [--limit 40000] [--time-budget-min 150] [--drop-below 0.1]
 
 1. **Soft targets**: the teacher's P(positive) for each tweet of the *train split* (never the validation or test
    splits, never validation_random), scored through its export in resumable chunks and cached in the run folder,
    stamped with the teacher's name, version and file hashes. Only the export is needed: no teacher checkpoint.
 2. **Student**: MiniLM-L6 fine-tuned by ``training.train_transformer`` on the labels and the soft targets
-   (``distillation_loss``), with the same time budget, checkpoints and ``--resume`` as every transformer.
+   (``distillation_loss``), with the same time budget, checkpoints and ``--resume`` as every transformer. With
+   ``--drop-below P`` it learns cleaned labels instead: the tweets whose emoticon label the teacher gives less than
+   P are left out, and the rest train on their labels alone.
 3. **Gate**: the student is compared with the baseline export (default ``exports/minilm``) on validation_random:
    McNemar's exact test on the tweets the two classify differently, and the in-process batch-1 p50 latency of
    both, measured alternately in this run. The student is kept (registered as ``minilm-distilled``, so that
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=None, help="weight of the hard-label loss (default 0.5)")
     parser.add_argument("--temperature", type=float, default=None, help="distillation temperature (default 2)")
     parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--drop-below", type=float, default=None,
+                        help="cleaned labels: drop the train tweets whose label the teacher gives a probability below "
+                             "P, and train on the labels of the rest (alpha 1 unless --alpha is given)")
     parser.add_argument("--max-p", type=float, default=0.05, help="McNemar p-value the student must beat")
     parser.add_argument("--max-latency-ratio", type=float, default=1.10, help="student p50 / baseline p50 limit")
     parser.add_argument("--tiny", action="store_true", help="a tiny student (tests)")
@@ -192,8 +197,10 @@ def main(argv: list[str] | None = None) -> None:
         logger.warning("time budget spent while scoring with the teacher; the scored part is saved: run again")
         raise SystemExit(tt.PAUSED_EXIT)
     del teacher  # the teacher's session (≈ 110 MB of weights, more in arenas) is not needed for training
-    overrides = {k: v for k, v in {"distill_alpha": args.alpha, "distill_temperature": args.temperature,
-                                   "epochs": args.epochs}.items() if v is not None}
+    alpha = 1.0 if args.drop_below is not None and args.alpha is None else args.alpha
+    overrides = {k: v for k, v in {"distill_alpha": alpha, "distill_temperature": args.temperature,
+                                   "epochs": args.epochs, "teacher_drop_below": args.drop_below}.items()
+                 if v is not None}
     remaining = (deadline - time.monotonic()) / 60 if deadline else 0.0
     cfg = tt.config_for("minilm", str(run_dir), teacher=stamp, tiny=args.tiny,
                         time_budget_min=max(remaining, 0.01) if deadline else 0.0, train_limit=args.limit,
@@ -208,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
                                    calibration_sample(splits.train))
     gate = compare(trained.served, load_predictor(args.baseline), validation_random, max_p=args.max_p,
                    max_latency_ratio=args.max_latency_ratio)
-    decision = {"student": STUDENT, "teacher": cfg.teacher, "baseline": str(args.baseline), **asdict(gate)}
+    decision = {"student": STUDENT, "teacher": cfg.teacher, "baseline": str(args.baseline),
+                "alpha": cfg.distill_alpha, "drop_below": cfg.teacher_drop_below,
+                "train_rows": json.loads((run_dir / "summary.json").read_text())["train_rows"], **asdict(gate)}
     sys.stdout.write(json.dumps(decision, indent=2) + "\n")
     tags = trained.tags | {"transformer_family": "minilm", "teacher": cfg.teacher,
                            "distillation_decision": "kept" if gate.kept else "refused",

@@ -147,6 +147,8 @@ class TrainConfig:
     teacher: str = ""  # what made the soft targets (export name, version and a hash of them); "" = no teacher
     distill_alpha: float = 0.5  # weight of the hard-label loss; the soft-target loss gets 1 - alpha
     distill_temperature: float = 2.0  # softens both distributions (the soft loss is scaled by T² as usual)
+    # Cleaned labels: drop the tweets whose emoticon label the teacher gives a probability below this (0 = keep all).
+    teacher_drop_below: float = 0.0
     # bf16: forward and backward under torch.autocast(bfloat16), weights and AdamW stay fp32; auto: bf16 where the
     # CPU computes it natively (AVX-512 BF16 or AMX), fp32 elsewhere. The run records the resolved value.
     precision: str = "auto"
@@ -328,6 +330,17 @@ def _log_estimate(cfg: TrainConfig, rows: int, total_steps: int, done_steps: int
                     cfg.time_budget_min * 60 / step_seconds)
 
 
+def drop_disagreeing(train_set: Dataset, teacher_positive: np.ndarray, below: float) -> tuple[Dataset, np.ndarray]:
+    """The tweets whose label the teacher gives at least ``below``, with their targets.
+
+    Sentiment140's labels come from emoticons; where a stronger model is confident the other way, the emoticon is
+    more often wrong than the model (sarcasm, a smiley after bad news), so those rows teach the student noise.
+    """
+    p_label = np.where(train_set.labels == 1, teacher_positive, 1.0 - teacher_positive)
+    keep = np.flatnonzero(p_label >= below)
+    return train_set.subset(keep), teacher_positive[keep]
+
+
 def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_positive: torch.Tensor, alpha: float,
                       temperature: float) -> torch.Tensor:
     """``alpha`` × cross-entropy on the labels + (1 − ``alpha``) × T² × KL(teacher ‖ student) at temperature T.
@@ -372,6 +385,13 @@ def train(cfg: TrainConfig, train_set: Dataset, resume: bool = False,
         raise ValueError("pass teacher_positive exactly when cfg.teacher names the teacher")
     if teacher_positive is not None and len(teacher_positive) != len(train_set):
         raise ValueError(f"{len(teacher_positive)} teacher targets for {len(train_set)} training tweets")
+    if cfg.teacher_drop_below:
+        if teacher_positive is None:
+            raise ValueError("teacher_drop_below needs the teacher's targets")
+        before = len(train_set)
+        train_set, teacher_positive = drop_disagreeing(train_set, teacher_positive, cfg.teacher_drop_below)
+        logger.info("cleaned labels: dropped %d of %d tweets whose label the teacher gives < %g", before -
+                    len(train_set), before, cfg.teacher_drop_below)
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists() and not resume:
         raise SystemExit(f"{checkpoint_path} exists: pass --resume to continue it, or remove {out}")

@@ -16,7 +16,7 @@ from tests.api.conftest import build_transformer_export
 from tests.training.conftest import synthetic_tweets, write_kaggle_csv
 from training import config, distill
 from training.data import Dataset, load, load_splits
-from training.train_transformer import distillation_loss
+from training.train_transformer import distillation_loss, drop_disagreeing
 
 
 class FakeModel:
@@ -51,6 +51,17 @@ def test_loss_is_cross_entropy_at_alpha_one_and_follows_the_teacher_otherwise() 
     # A student that already matches the teacher's tempered distribution has (almost) no soft loss.
     matching = torch.log(torch.tensor([[0.1, 0.9]]))
     assert distillation_loss(matching, torch.tensor([1]), torch.tensor([0.9]), 0.0, 1.0).item() < 1e-6
+
+
+def test_cleaned_labels_drop_only_the_tweets_the_teacher_confidently_contradicts() -> None:
+    texts = ["great day", "awful day", "sarcastic :)", "bad news :(", "meh"]
+    labels = np.array([1, 0, 1, 0, 1])
+    teacher = np.array([0.95, 0.02, 0.04, 0.97, 0.5], dtype=np.float32)  # rows 2 and 3 contradict their emoticon
+    kept, targets = drop_disagreeing(Dataset(texts, labels), teacher, 0.1)
+    assert kept.texts == ["great day", "awful day", "meh"]
+    assert kept.labels.tolist() == [1, 0, 1] and np.allclose(targets, [0.95, 0.02, 0.5])
+    # A lower threshold drops only the more confident contradiction (P(label) 0.03, not 0.04).
+    assert drop_disagreeing(Dataset(texts, labels), teacher, 0.035)[0].texts == texts[:3] + texts[4:]
 
 
 def test_teacher_targets_resume_after_the_deadline_and_restart_for_another_teacher(
@@ -124,3 +135,27 @@ def test_distillation_end_to_end_scores_only_the_train_split(
     assert run["tags.model_name"] == distill.STUDENT and run["tags.teacher"] == decision["teacher"]
     assert run["tags.distillation_decision"] == ("kept" if decision["kept"] else "refused")
     assert load_predictor(tmp_path / "work" / "bundles" / distill.STUDENT).predict_proba(["ok"]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_a_cleaned_label_student_trains_on_the_rows_the_teacher_does_not_contradict(
+        tmp_path: Path, mlflow_store: str) -> None:
+    data = write_kaggle_csv(tmp_path / "train.csv", synthetic_tweets(300))
+    held_out = write_kaggle_csv(tmp_path / "validation_random.csv", synthetic_tweets(80, seed=7))
+    teacher_dir = build_transformer_export(tmp_path / "teacher", name="tiny-teacher")
+    run_dir = tmp_path / "work" / distill.STUDENT
+
+    distill.main(["--teacher", str(teacher_dir), "--baseline", str(build_transformer_export(tmp_path / "baseline")),
+                  "--data", str(data), "--validation-random", str(held_out), "--dir", str(run_dir), "--tiny",
+                  "--limit", "96", "--drop-below", "0.5"])
+
+    targets = np.load(run_dir / "teacher_targets.npy")
+    train = load_splits(data).train
+    sampled = distill.sample(train, 96)
+    p_label = np.where(sampled.labels == 1, targets, 1 - targets)
+    decision = json.loads((run_dir / "decision.json").read_text())
+    assert decision["alpha"] == 1.0 and decision["drop_below"] == 0.5
+    assert decision["train_rows"] == int((p_label >= 0.5).sum())
+    assert 0 < decision["train_rows"] < 96  # an untrained tiny teacher contradicts some labels, not all
+    run = mlflow.search_runs(experiment_names=[config.EXPERIMENT_NAME]).iloc[0]
+    assert float(run["params.teacher_drop_below"]) == 0.5
