@@ -26,7 +26,7 @@ from sentiment.champion import from_metrics, pick_champion, resolve_champion
 from sentiment.exports import METADATA_FILE, read_metadata, write_metadata
 from sentiment.manifest import ModelEntry, from_folders, read_manifest
 from sentiment.publish import publish_state
-from training import config
+from training import config, folds
 from training.register import CHAMPION_METRIC, aliased_versions, run_candidate
 from training.tracking import setup
 
@@ -40,9 +40,11 @@ RECORD_ARTIFACTS = ("confusion_matrix.json", "roc_curve.json", "classification_r
 def nested_metrics(flat: dict[str, float]) -> dict[str, dict[str, float]]:
     """``{"test_accuracy": x}`` → ``{"test": {"accuracy": x}}`` for the known evaluation sets."""
     out: dict[str, dict[str, float]] = {}
-    # validation_random first: its keys also start with "validation_".
+    ood = config.OUT_OF_DOMAIN_SETS.values()
+    names = (config.VALIDATION_RANDOM_SET, config.TEST_SET, "validation", *ood, *map(folds.heldout_name, ood))
+    # Longest first: "validation_random_…" also starts with "validation_", "<set>_heldout_…" with "<set>_".
     for key, value in flat.items():
-        for set_name in (config.VALIDATION_RANDOM_SET, config.TEST_SET, "validation"):
+        for set_name in sorted(names, key=len, reverse=True):
             if key.startswith(set_name + "_"):
                 out.setdefault(set_name, {})[key[len(set_name) + 1:]] = value
                 break
