@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Score:
     dataset: str
     rows: int
     accuracy: float
+    export: str = ""  # the folder scored: two exports may carry one name and version (unregistered students)
 
 
 def sets() -> dict[str, Dataset]:
@@ -67,17 +69,20 @@ def served_exports(exports_dir: Path) -> list[Path]:
 
 def report(rows: list[Score]) -> str:
     names = list(dict.fromkeys(r.dataset for r in rows))
-    table = {(r.model, r.version): {} for r in rows}
+    table: dict[str, dict[str, Score]] = {r.export: {} for r in rows}
     for r in rows:
-        table[(r.model, r.version)][r.dataset] = r
+        table[r.export][r.dataset] = r
+    shared = Counter((r.model, r.version) for r in (next(iter(scores.values())) for scores in table.values()))
     lines = ["# Out-of-domain accuracy", "",
              "Written by `make evaluate-ood` (`python -m training.evaluate_ood`): each export's own predictor, batches "
              f"of {BATCH}, P(positive) ≥ 0.5 is positive. Rows per set: "
              + ", ".join(f"{n} {next(r.rows for r in rows if r.dataset == n):,}" for n in names) + ".", "",
              "| model | version | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for (model, version), scores in sorted(table.items(), key=lambda kv: -max(s.accuracy for s in kv[1].values())):
+    for export, scores in sorted(table.items(), key=lambda kv: -max(s.accuracy for s in kv[1].values())):
+        first = next(iter(scores.values()))
+        model = first.model + (f" (`{export}`)" if shared[(first.model, first.version)] > 1 else "")
         cells = [f"{scores[n].accuracy:.4f}" if n in scores else "–" for n in names]
-        lines.append(f"| {model} | {version} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model} | {first.version} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,11 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         seen = set(model.metadata.get("trained_on_out_of_domain", []))
         scored = {name: evaluate(model, dataset, latency=False, batch_size=BATCH) for name, dataset in data.items()
                   if name not in seen}
-        rows += [Score(model.name, model.version, name, len(data[name]), metrics["accuracy"])
+        rows += [Score(model.name, model.version, name, len(data[name]), metrics["accuracy"], str(folder))
                  for name, (metrics, _) in scored.items()]
         if args.update_runs:
             update_run_record(model.metadata, scored)
-        logger.info("%s: %s", model.name, {r.dataset: round(r.accuracy, 4) for r in rows if r.model == model.name})
+        logger.info("%s (%s): %s", model.name, folder,
+                    {r.dataset: round(r.accuracy, 4) for r in rows if r.export == str(folder)})
     sys.stdout.write("".join(json.dumps(asdict(row)) + "\n" for row in rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(rows), encoding="utf-8")

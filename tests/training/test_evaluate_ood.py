@@ -39,6 +39,23 @@ def test_scores_each_served_export_on_each_set_present(exports_dir: Path, tmp_pa
     assert "tweeteval_val_posneg.csv is missing" in caplog.text  # absent sets are named, not fatal
 
 
+def test_two_exports_of_the_same_model_and_version_get_a_row_each(exports_dir: Path, tmp_path: Path,  # noqa: F811
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unregistered students of one name (two `make distill` runs, say) are compared side by side, not merged."""
+    first, second = tmp_path / "student-a", tmp_path / "student-b"
+    shutil.copytree(exports_dir / "tiny-lr", first)
+    shutil.copytree(exports_dir / "tiny-lr", second)
+    ood = tmp_path / "ood"
+    _write(ood / "airline_dev_2000.csv", [("love this great crew", 1), ("worst delay, lost my bag", 0)])
+    monkeypatch.setenv("OUT_OF_DOMAIN_DIR", str(ood))
+    monkeypatch.setenv("SENTIMENT140_DIR", str(tmp_path / "absent"))
+    out = tmp_path / "out.md"
+    evaluate_ood.main(["--out", str(out), "--model", str(first), "--model", str(second)])
+    table = [line for line in out.read_text().splitlines() if line.startswith("| tiny-lr")]
+    assert len(table) == 2 and "student-a" in table[0] + table[1] and "student-b" in table[0] + table[1]
+    assert {r["export"] for r in json.loads(out.with_suffix(".json").read_text())} == {str(first), str(second)}
+
+
 def test_without_any_set_the_error_names_the_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OUT_OF_DOMAIN_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("SENTIMENT140_DIR", str(tmp_path / "none"))
