@@ -38,6 +38,12 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
 _EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+def cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The feature flags of the first CPU in the text of ``/proc/cpuinfo`` (x86: its ``flags`` line)."""
+    return frozenset(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                           if line.startswith("flags")), []))
+
+
 def int8_weights_overflow(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU would overflow the products of signed int8 weights (an x86 without VNNI)."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
@@ -46,8 +52,7 @@ def int8_weights_overflow(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
         return False  # unknown: the export's own answers are all there is to go by
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return not _EXACT_INT8_FLAGS.intersection(flags)
+    return not _EXACT_INT8_FLAGS & cpu_flags(text)
 
 
 def _check_int8_weights(folder: Path, meta: dict[str, Any], variant: str) -> None:

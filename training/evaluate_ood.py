@@ -72,7 +72,7 @@ def report(rows: list[Score]) -> str:
     table: dict[str, dict[str, Score]] = {r.export: {} for r in rows}
     for r in rows:
         table[r.export][r.dataset] = r
-    shared = Counter((r.model, r.version) for r in (next(iter(scores.values())) for scores in table.values()))
+    shared = Counter((r.model, r.version) for r in {r.export: r for r in rows}.values())
     lines = ["# Out-of-domain accuracy", "",
              "Written by `make evaluate-ood` (`python -m training.evaluate_ood`): each export's own predictor, batches "
              f"of {BATCH}, P(positive) ≥ 0.5 is positive. Rows per set: "

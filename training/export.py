@@ -43,8 +43,9 @@ def nested_metrics(flat: dict[str, float]) -> dict[str, dict[str, float]]:
     ood = config.OUT_OF_DOMAIN_SETS.values()
     names = (config.VALIDATION_RANDOM_SET, config.TEST_SET, "validation", *ood, *map(folds.heldout_name, ood))
     # Longest first: "validation_random_…" also starts with "validation_", "<set>_heldout_…" with "<set>_".
+    names = sorted(names, key=len, reverse=True)
     for key, value in flat.items():
-        for set_name in sorted(names, key=len, reverse=True):
+        for set_name in names:
             if key.startswith(set_name + "_"):
                 out.setdefault(set_name, {})[key[len(set_name) + 1:]] = value
                 break

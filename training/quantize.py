@@ -107,6 +107,10 @@ def _activation_scale(index: _Graph, quantized: str) -> str:
     return node.output[1] if node.op_type == "DynamicQuantizeLinear" else node.input[1]
 
 
+# The inputs of an integer matrix product that hold its weight and the weight's zero point (ONNX / contrib specs).
+_WEIGHT_INPUTS = {"MatMulInteger": (1, 3), "QAttention": (1, 7)}
+
+
 def fp32_from_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     """The float graph of an int8 graph (dynamic or static): every quantised operator back to its float form.
 
@@ -140,11 +144,13 @@ def fp32_from_int8(model: onnx.ModelProto) -> onnx.ModelProto:
             w_scale = next(name for name in scales.input if name != a_scale)
             dropped.update({id(cast), id(mul)})
             a = _float_source(index, node.input[0])
-            w = weight(node.input[1], w_scale, node.input[3])
+            w_at, z_at = _WEIGHT_INPUTS[node.op_type]
+            w = weight(node.input[w_at], w_scale, node.input[z_at])
             nodes.append(helper.make_node("MatMul", [a, w], [mul.output[0]], name=node.name.removesuffix("_quant")))
         elif node.op_type == "QAttention":
             a = _float_source(index, node.input[0])
-            w = weight(node.input[1], node.input[4], node.input[7])
+            w_at, z_at = _WEIGHT_INPUTS[node.op_type]
+            w = weight(node.input[w_at], node.input[4], node.input[z_at])
             inputs = [a, w, node.input[2], node.input[5]] + ([node.input[8]] if len(node.input) > 8 and node.input[8] else [])
             nodes.append(helper.make_node("Attention", inputs, list(node.output), name=node.name + "_float",
                                           domain=MS_DOMAIN, **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
@@ -305,8 +311,7 @@ WEIGHTS_ENTRY = "uint8, zero point 128"
 
 def _integer_weights(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int, int]]:
     """(node, weight input, weight zero-point input) of every integer matrix product."""
-    positions = {"MatMulInteger": (1, 3), "QAttention": (1, 7)}
-    return [(node, *positions[node.op_type]) for node in model.graph.node if node.op_type in positions]
+    return [(node, *_WEIGHT_INPUTS[node.op_type]) for node in model.graph.node if node.op_type in _WEIGHT_INPUTS]
 
 
 def unsigned_weights(model: onnx.ModelProto) -> onnx.ModelProto:

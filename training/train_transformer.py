@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -45,6 +44,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from sentiment.exports import sha256_file
+from sentiment.predictor import cpu_flags
 from sentiment.preprocess import PREPROCESSING_VERSION, normalize_for_transformer
 from training import config
 from training.data import Dataset, load_splits, sample
@@ -177,7 +177,7 @@ def bf16_supported(cpuinfo: str | None = None) -> bool:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags(cpuinfo))
 
 
 def resolve_precision(asked: str) -> str:
